@@ -1,0 +1,90 @@
+# ReplayForge: daemons, the nginx module (against Debian's nginx-dev), unit
+# tests and the prove suite.
+#
+#   make            build everything into build/
+#   make test       run the whole suite (prove -r t)
+#   make asan       build into build-asan/ with ASan+UBSan and run the suite
+#   make demo       the main job: a local capture pipeline on loopback
+#   make bench      benchmarks, results into bench/RESULTS.md
+
+CC       ?= cc
+BUILD    ?= build
+SAN      ?=
+OPT      ?= -O2
+NGX_SRC  ?= /usr/share/nginx/src
+
+CFLAGS_ALL = -std=gnu11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror \
+	     -Wno-unused-parameter -fPIC -Icommon $(SAN) $(CFLAGS)
+LDFLAGS_ALL = $(SAN) $(LDFLAGS)
+
+# the part of common/ the nginx module links (see ./config)
+MODULE_COMMON = common/rf_ring.c common/rf_record.c common/rf_crc32c.c \
+		common/rf_buf.c
+COMMON_SRCS = $(MODULE_COMMON) common/rf_conf.c common/rf_log.c
+COMMON_HDRS = $(wildcard common/*.h)
+COMMON_OBJS = $(COMMON_SRCS:%.c=$(BUILD)/%.o)
+
+SPOOLD_SRCS = $(wildcard spoold/*.c)
+SPOOLD_OBJS = $(SPOOLD_SRCS:%.c=$(BUILD)/%.o)
+SPOOLD_LIBS = -lsqlite3 -lpthread
+
+UNIT_SRCS   = $(wildcard t/unit/*.c)
+UNIT_BINS   = $(UNIT_SRCS:t/unit/%.c=$(BUILD)/unit/%)
+
+MODULE      = $(BUILD)/ngx_http_replayforge_module.so
+NGX_BUILD   = $(BUILD)/nginx
+
+.PHONY: all test asan demo bench clean
+
+all: $(BUILD)/rf-spoold $(MODULE) $(UNIT_BINS)
+
+$(BUILD)/%.o: %.c $(COMMON_HDRS) $(wildcard spoold/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD)/libreplayforge.a: $(COMMON_OBJS)
+	ar rcs $@ $^
+
+$(BUILD)/rf-spoold: $(SPOOLD_OBJS) $(BUILD)/libreplayforge.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SPOOLD_LIBS)
+
+$(BUILD)/unit/%: t/unit/%.c $(BUILD)/libreplayforge.a $(COMMON_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libreplayforge.a \
+	    -lcmocka -lpthread
+
+# The module is built by nginx's own build system from a private copy of the
+# packaged source tree, configured with the packaged binary's flags, so that
+# its signature matches /usr/sbin/nginx (--with-compat).
+$(NGX_BUILD)/objs/Makefile: config
+	rm -rf $(NGX_BUILD)
+	mkdir -p $(NGX_BUILD)
+	cp -r $(NGX_SRC)/. $(NGX_BUILD)/
+	cd $(NGX_BUILD) && bash -c '. ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --with-cc-opt="-g -O2 $(SAN)" --with-ld-opt="$(SAN)" \
+	        --add-dynamic-module=$(CURDIR)' > configure.log 2>&1 \
+	    || { tail -20 $(NGX_BUILD)/configure.log; exit 1; }
+
+$(MODULE): $(NGX_BUILD)/objs/Makefile ngx_module/ngx_http_replayforge_module.c \
+	   $(MODULE_COMMON) $(COMMON_HDRS)
+	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
+	cp $(NGX_BUILD)/objs/ngx_http_replayforge_module.so $@
+
+test: all
+	prove -r t
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer \
+	         -fno-sanitize-recover=all" all
+	RF_BUILD=build-asan RF_ASAN=1 prove -r t
+
+demo: all
+	./scripts/demo
+
+bench: all
+	./bench/capture
+
+clean:
+	rm -rf build build-asan
