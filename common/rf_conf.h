@@ -68,7 +68,8 @@ struct rf_conf_cmd_s {
 /*
  * Parse a file (includes resolved relative to the including file, glob
  * patterns allowed) or a string.  NULL on error with "file:line: message"
- * in err.
+ * in err.  An empty config (only blanks and comments) is an empty list:
+ * NULL with err set to "".
  */
 rf_conf_node_t *rf_conf_parse_file(const char *path, char *err,
     size_t errlen);

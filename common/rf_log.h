@@ -42,6 +42,9 @@ void fatal(const char *fmt, ...)
 void fatalx(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));
 
+/* Print the pending "suppressed N messages like: ..." lines of every key. */
+void log_flush_suppressed(void);
+
 /* The level is checked before the arguments are evaluated. */
 #define log_info(...)                                                       \
     do { if (rf_log_level >= RF_LOG_INFO) log_info_(__VA_ARGS__); } while (0)
