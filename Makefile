@@ -20,7 +20,8 @@ LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 # the part of common/ the nginx module links (see ./config)
 MODULE_COMMON = common/rf_ring.c common/rf_record.c common/rf_crc32c.c \
 		common/rf_buf.c
-COMMON_SRCS = $(MODULE_COMMON) common/rf_conf.c common/rf_log.c
+COMMON_SRCS = $(MODULE_COMMON) common/rf_conf.c common/rf_conf_parse.c \
+	      common/rf_log.c
 COMMON_HDRS = $(wildcard common/*.h)
 COMMON_OBJS = $(COMMON_SRCS:%.c=$(BUILD)/%.o)
 
@@ -83,7 +84,11 @@ asan:
 demo: all
 	./scripts/demo
 
-bench: all
+$(BUILD)/bench/ringfill: bench/ringfill.c $(BUILD)/libreplayforge.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libreplayforge.a
+
+bench: all $(BUILD)/bench/ringfill
 	./bench/capture
 
 clean:
