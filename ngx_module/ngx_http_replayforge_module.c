@@ -306,6 +306,7 @@ ngx_http_replayforge_copy_body(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_replayforge_log_handler(ngx_http_request_t *r)
 {
+    off_t                              cl;
     size_t                             size, len;
     ngx_msec_int_t                     ms;
     ngx_str_t                          val;
@@ -390,12 +391,20 @@ ngx_http_replayforge_log_handler(ngx_http_request_t *r)
     h.body.len = ctx->body_len;
     h.body_size = ctx->body_size;
 
-    if (!ctx->body_seen
-        && (r->headers_in.content_length_n > 0 || r->headers_in.chunked))
-    {
-        /* the body was never read (discarded): say so, keep its size */
-        h.body_size = ngx_max(r->headers_in.content_length_n, 0);
-        h.body_truncated = 1;
+    if (!ctx->body_seen) {
+        /*
+         * The body was never read (discarded): say so and keep its size.
+         * Discarding zeroes content_length_n, so ask the header itself.
+         */
+        cl = r->headers_in.content_length
+             ? ngx_atoof(r->headers_in.content_length->value.data,
+                         r->headers_in.content_length->value.len)
+             : -1;
+
+        if (cl > 0 || r->headers_in.chunked) {
+            h.body_size = ngx_max(cl, 0);
+            h.body_truncated = 1;
+        }
 
     } else if ((off_t) ctx->body_len < ctx->body_size) {
         h.body_truncated = 1;
