@@ -18,10 +18,14 @@ my $ring = "$dir/crash.ring";
 
 my %conf = (
     vars        => { BACKEND => $backend->port },
-    http_config => "replayforge_ring $ring size=4m;",
+    http_config => "replayforge_ring $ring size=4m;\n"
+                   . "upstream backend { server 127.0.0.1:\$RF_BACKEND; "
+                   . "keepalive 8; }",
     config      => <<'EOF');
 replayforge on;
-location / { proxy_pass http://127.0.0.1:$RF_BACKEND; }
+proxy_http_version 1.1;
+proxy_set_header Connection "";
+location / { proxy_pass http://backend; }
 EOF
 my $nginx = start_nginx(%conf);
 my $port = $nginx->port;
