@@ -478,7 +478,7 @@ ngx_http_replayforge_headers(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    hd = ngx_pnalloc(r->pool, n * sizeof(rf_header_t));
+    hd = ngx_palloc(r->pool, n * sizeof(rf_header_t));
     if (hd == NULL) {
         return NGX_ERROR;
     }
