@@ -15,7 +15,10 @@ use RF::Test;
 my $backend = start_backend();
 my $ring = tempdir() . '/full.ring';
 
+# one worker: records reach the ring in request order, so which ones the
+# full ring kept can be checked exactly
 my $nginx = start_nginx(
+    workers     => 1,
     vars        => { BACKEND => $backend->port },
     http_config => "replayforge_ring $ring size=64k;",
     config      => <<'EOF');
