@@ -33,8 +33,8 @@ _Static_assert(sizeof(rf_ring_hdr_t) <= RF_RING_HDR_SIZE, "header fits");
 
 
 static uint64_t rf_ring_now_ns(void);
-static int rf_ring_map(rf_ring_t *ring, int fd, uint64_t size, char *err,
-    size_t errlen);
+static int rf_ring_map(rf_ring_t *ring, int fd, uint64_t size, int prot,
+    char *err, size_t errlen);
 static int rf_ring_header_ok(const rf_ring_hdr_t *hdr, uint64_t file_size);
 static int rf_ring_create(rf_ring_t *ring, const char *path, uint64_t size,
     mode_t mode, char *err, size_t errlen);
@@ -82,12 +82,12 @@ rf_ring_header_ok(const rf_ring_hdr_t *hdr, uint64_t file_size)
 
 
 static int
-rf_ring_map(rf_ring_t *ring, int fd, uint64_t size, char *err, size_t errlen)
+rf_ring_map(rf_ring_t *ring, int fd, uint64_t size, int prot, char *err,
+    size_t errlen)
 {
     void  *p;
 
-    p = mmap(NULL, RF_RING_HDR_SIZE + size, PROT_READ | PROT_WRITE,
-             MAP_SHARED, fd, 0);
+    p = mmap(NULL, RF_RING_HDR_SIZE + size, prot, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         snprintf(err, errlen, "mmap(%llu) failed: %s",
                  (unsigned long long) (RF_RING_HDR_SIZE + size),
@@ -144,7 +144,7 @@ rf_ring_create(rf_ring_t *ring, const char *path, uint64_t size, mode_t mode,
         goto failed;
     }
 
-    if (rf_ring_map(ring, fd, size, err, errlen) == -1) {
+    if (rf_ring_map(ring, fd, size, PROT_READ | PROT_WRITE, err, errlen) == -1) {
         goto failed;
     }
 
@@ -202,7 +202,7 @@ rf_ring_open_or_create(rf_ring_t *ring, const char *path, uint64_t size,
     if (fd != -1) {
         if (fstat(fd, &st) == 0
             && (uint64_t) st.st_size == RF_RING_HDR_SIZE + size
-            && rf_ring_map(ring, fd, size, err, errlen) == 0)
+            && rf_ring_map(ring, fd, size, PROT_READ | PROT_WRITE, err, errlen) == 0)
         {
             if (rf_ring_header_ok(ring->hdr, st.st_size)
                 && ring->hdr->size == size)
@@ -228,7 +228,8 @@ rf_ring_open_or_create(rf_ring_t *ring, const char *path, uint64_t size,
 
 
 int
-rf_ring_attach(rf_ring_t *ring, const char *path, char *err, size_t errlen)
+rf_ring_attach(rf_ring_t *ring, const char *path, int readonly, char *err,
+    size_t errlen)
 {
     int            fd;
     struct stat    st;
@@ -237,7 +238,7 @@ rf_ring_attach(rf_ring_t *ring, const char *path, char *err, size_t errlen)
     memset(ring, 0, sizeof(rf_ring_t));
     ring->fd = -1;
 
-    fd = open(path, O_RDWR | O_CLOEXEC);
+    fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (fd == -1) {
         snprintf(err, errlen, "open(\"%s\") failed: %s", path,
                  strerror(errno));
@@ -261,7 +262,10 @@ rf_ring_attach(rf_ring_t *ring, const char *path, char *err, size_t errlen)
         return -1;
     }
 
-    if (rf_ring_map(ring, fd, hdr.size, err, errlen) == -1) {
+    if (rf_ring_map(ring, fd, hdr.size,
+                    readonly ? PROT_READ : PROT_READ | PROT_WRITE,
+                    err, errlen) == -1)
+    {
         close(fd);
         return -1;
     }
@@ -277,8 +281,11 @@ rf_ring_attach(rf_ring_t *ring, const char *path, char *err, size_t errlen)
 
     ring->dev = st.st_dev;
     ring->ino = st.st_ino;
-    __atomic_store_n(&ring->hdr->attached_pid, (uint64_t) getpid(),
-                     __ATOMIC_RELAXED);
+
+    if (!readonly) {
+        __atomic_store_n(&ring->hdr->attached_pid, (uint64_t) getpid(),
+                         __ATOMIC_RELAXED);
+    }
 
     return 0;
 }

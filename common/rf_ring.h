@@ -159,9 +159,12 @@ typedef struct {
 int rf_ring_open_or_create(rf_ring_t *ring, const char *path, uint64_t size,
     mode_t mode, char *err, size_t errlen);
 
-/* Consumer side: map an existing ring file; -1 with err when invalid. */
-int rf_ring_attach(rf_ring_t *ring, const char *path, char *err,
-    size_t errlen);
+/*
+ * Consumer side: map an existing ring file; -1 with err when invalid.
+ * readonly: for observers (stats); they may only read the header.
+ */
+int rf_ring_attach(rf_ring_t *ring, const char *path, int readonly,
+    char *err, size_t errlen);
 
 /* 1 when path now names another file than the one mapped (recreated). */
 int rf_ring_replaced(rf_ring_t *ring, const char *path);

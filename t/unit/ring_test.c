@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -238,12 +239,31 @@ test_reuse_and_recreate(void **state)
                                             err, sizeof(err)), 0);
     assert_true(r.hdr->generation == gen);
 
-    assert_int_equal(rf_ring_attach(&c, ring_path, err, sizeof(err)), 0);
+    assert_int_equal(rf_ring_attach(&c, ring_path, 0, err, sizeof(err)), 0);
     rf_ring_reader_init(&c, &rd, 1000000000);
     assert_int_equal(rf_ring_next(&c, &rd, &p, &len), RF_RING_OK);
     assert_int_equal(len, 4);
     assert_memory_equal(p, "kept", 4);
     assert_int_equal(rf_ring_replaced(&c, ring_path), 0);
+    assert_int_equal(r.hdr->attached_pid, getpid());
+
+    /* an observer reads the header without write access, and leaves the
+     * consumer's pid alone */
+    r.hdr->attached_pid = 1;
+    assert_int_equal(chmod(ring_path, 0400), 0);
+    {
+        rf_ring_t        o;
+        rf_ring_stats_t  st;
+
+        assert_int_equal(rf_ring_attach(&o, ring_path, 1, err, sizeof(err)),
+                         0);
+        rf_ring_get_stats(&o, &st);
+        assert_int_equal(st.written, 1);
+        rf_ring_close(&o);
+    }
+    assert_int_equal(r.hdr->attached_pid, 1);
+    assert_int_equal(chmod(ring_path, 0600), 0);
+
     rf_ring_close(&r);
 
     /* another size: recreated with a new generation, a new file */
@@ -253,7 +273,7 @@ test_reuse_and_recreate(void **state)
     assert_int_equal(rf_ring_replaced(&c, ring_path), 1);
     rf_ring_close(&c);
 
-    assert_int_equal(rf_ring_attach(&c, ring_path, err, sizeof(err)), 0);
+    assert_int_equal(rf_ring_attach(&c, ring_path, 0, err, sizeof(err)), 0);
     rf_ring_reader_init(&c, &rd, 1000000000);
     assert_int_equal(rf_ring_next(&c, &rd, &p, &len), RF_RING_EMPTY);
 
@@ -274,7 +294,7 @@ test_hostile_files(void **state)
     (void) state;
 
     /* missing */
-    assert_int_equal(rf_ring_attach(&r, ring_path, err, sizeof(err)), -1);
+    assert_int_equal(rf_ring_attach(&r, ring_path, 0, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "No such file"));
 
     /* empty, short, garbage */
@@ -284,7 +304,7 @@ test_hostile_files(void **state)
         memset(junk, i == 2 ? 0xff : 0, sizeof(junk));
         fwrite(junk, 1, i == 0 ? 0 : (i == 1 ? 10 : sizeof(junk)), f);
         fclose(f);
-        assert_int_equal(rf_ring_attach(&r, ring_path, err, sizeof(err)), -1);
+        assert_int_equal(rf_ring_attach(&r, ring_path, 0, err, sizeof(err)), -1);
         assert_non_null(strstr(err, "is not a replayforge ring"));
     }
 
@@ -295,7 +315,7 @@ test_hostile_files(void **state)
 
     /* a valid header claiming another size than the file has */
     assert_int_equal(truncate(ring_path, RF_RING_HDR_SIZE + 32 * 1024), 0);
-    assert_int_equal(rf_ring_attach(&r, ring_path, err, sizeof(err)), -1);
+    assert_int_equal(rf_ring_attach(&r, ring_path, 0, err, sizeof(err)), -1);
 
     /* bad sizes */
     assert_int_equal(rf_ring_open_or_create(&r, ring_path, 1000, 0600,
