@@ -1,0 +1,127 @@
+/*
+ * Copyright (C) ReplayForge contributors
+ *
+ * rf-spoold's SQLite file, and all of its SQL: the records table (the
+ * stamped record bytes keyed by source sequence, so a reader takes them
+ * in order and a forwarder deletes a prefix once acknowledged), the meta
+ * table, and the few operations the buffer (spool_buffer.c) and the
+ * --dump/--stats readers are made of.  No policy here.
+ */
+
+#ifndef _SPOOL_STORE_H_INCLUDED_
+#define _SPOOL_STORE_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rf_record.h"
+
+
+#define SPOOL_ID_MAX            64
+
+#define SPOOL_WAL_HDR           32      /* SQLite's WAL header and frame */
+#define SPOOL_WAL_FRAME_HDR     24      /* header sizes */
+
+/* checkpoint modes, as SQLite's */
+#define SPOOL_CKPT_RESTART      2
+#define SPOOL_CKPT_TRUNCATE     3
+
+
+typedef struct spool_store_s  spool_store_t;
+
+
+/*
+ * The meta table, as one struct.  records and bytes describe what the
+ * records table holds now; the other counters only grow.
+ */
+typedef struct {
+    uint64_t                    records;
+    uint64_t                    bytes;
+    uint64_t                    stored_total;
+    uint64_t                    dropped_oldest;
+    uint64_t                    dropped_oldest_bytes;
+    uint64_t                    dropped_newest;
+    uint64_t                    dropped_newest_bytes;
+    uint64_t                    invalid;
+    uint64_t                    next_sseq;
+    uint64_t                    ring_generation;
+    uint64_t                    ring_pos;       /* ring read up to here */
+    uint64_t                    ring_batch;     /* records of the last batch */
+    uint64_t                    max_buffer;
+    char                        id[SPOOL_ID_MAX + 1];
+} spool_meta_t;
+
+
+/*
+ * Called for every record of spool_store_each() in order; with data NULL
+ * at the end of each chunk, outside any read transaction (the place to do
+ * slow output).  Non-zero stops the walk.
+ */
+typedef int (*spool_store_each_pt)(uint64_t sseq, const unsigned char *data,
+    size_t len, void *arg);
+
+
+/*
+ * Open the file.  Writer (readonly 0): created when missing with pages of
+ * page_size bytes, locked against a second writer, WAL mode.  Reader: the
+ * file must exist, nothing is written.  0, or -1 with err set.
+ */
+int spool_store_open(spool_store_t **stp, const char *path, int readonly,
+    uint64_t page_size, char *err, size_t errlen);
+void spool_store_close(spool_store_t *st);
+
+const char *spool_store_path(spool_store_t *st);
+uint64_t spool_store_page_size(spool_store_t *st);
+int spool_store_can_vacuum(spool_store_t *st);
+/* Frames in the WAL after the last commit (0 after a checkpoint). */
+uint64_t spool_store_wal_frames(spool_store_t *st);
+
+/*
+ * Everything below returns 0 (or what it says), or -1 with errno: ENOSPC,
+ * EIO, EBUSY (locked, or a reader kept a checkpoint from finishing),
+ * ENOMEM, EACCES; the SQLite message has been logged.
+ */
+
+int spool_store_read_meta(spool_store_t *st, spool_meta_t *m);
+
+/* Writer: one transaction at a time. */
+int spool_store_begin(spool_store_t *st);
+int spool_store_commit(spool_store_t *st);
+void spool_store_rollback(spool_store_t *st);
+
+int spool_store_insert(spool_store_t *st, uint64_t sseq,
+    const rf_str_t *bucket, const unsigned char *data, size_t len);
+/* 1 with the smallest sequence in *sseq, 0 when the table is empty. */
+int spool_store_oldest(spool_store_t *st, uint64_t *sseq);
+/* Delete every record below sseq; add what went to *n and *bytes. */
+int spool_store_delete_below(spool_store_t *st, uint64_t sseq, uint64_t *n,
+    uint64_t *bytes);
+/* Delete the newest record at or above sseq: 1 with *bytes, 0 if none. */
+int spool_store_delete_newest(spool_store_t *st, uint64_t sseq,
+    uint64_t *bytes);
+
+/* Pages of the file, and those not on the free list. */
+int spool_store_pages(spool_store_t *st, uint64_t *pages, uint64_t *used);
+/* Give up to pages free pages back to the disk, within a transaction. */
+int spool_store_vacuum(spool_store_t *st, uint64_t pages);
+int spool_store_checkpoint(spool_store_t *st, int mode);
+int spool_store_wal_limit(spool_store_t *st, uint64_t bytes);
+
+/* Set a meta value, or add to it. */
+int spool_store_meta_put(spool_store_t *st, const char *key, int64_t value,
+    int add);
+int spool_store_meta_id(spool_store_t *st, const char *id);
+
+/*
+ * Every record with sseq > after, in order, in short read transactions of
+ * a bounded size, so that a running spool is never held up for long.
+ */
+int spool_store_each(spool_store_t *st, uint64_t after,
+    spool_store_each_pt handler, void *arg);
+
+/* The bytes the buffer takes on disk: the file and its -wal. */
+int spool_store_file_sizes(const char *path, uint64_t *db, uint64_t *wal);
+
+
+#endif /* _SPOOL_STORE_H_INCLUDED_ */

@@ -1,0 +1,646 @@
+/*
+ * Copyright (C) ReplayForge contributors
+ *
+ * rf-spoold, the capture sidecar: flags, start-up, signals (SIGHUP
+ * reloads, SIGTERM and SIGINT stop after the current batch) and the main
+ * loop that drains the ring into the buffer, polling without a pause while
+ * records come and backing off when idle.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rf_log.h"
+#include "spoold.h"
+#include "spool_buffer.h"
+#include "spool_ring.h"
+
+
+#define SPOOLD_ATTACH_US        100000      /* polling for the ring file */
+#define SPOOLD_IDLE_MIN_US      50
+#define SPOOLD_IDLE_MAX_US      20000
+#define SPOOLD_WAIT_MAX_US      1000
+#define SPOOLD_ERROR_MIN_US     10000
+#define SPOOLD_ERROR_MAX_US     2000000
+#define SPOOLD_BUSY_MAX_US      200000
+#define SPOOLD_CHECK_MS         1000        /* ring replaced? */
+#define SPOOLD_IDLE_CKPT_MS     1000        /* idle: checkpoint the WAL */
+#define SPOOLD_OLD_RING_ROUNDS  1000
+#define SPOOLD_HEAP_PAD         (1024 * 1024)
+#define SPOOLD_HEAP_TRIM        (8 * 1024 * 1024)
+
+
+typedef struct {
+    spoold_conf_t               conf;
+    const char                 *conf_file;
+    spool_buffer_t             *buffer;
+    spool_ring_t                ring;
+    rf_str_t                    id;
+} spoold_t;
+
+
+static void spoold_usage(FILE *out);
+static void spoold_signals(void);
+static void spoold_signal_handler(int signo);
+static void spoold_open_buffer(spoold_t *sd);
+static void spoold_run(spoold_t *sd);
+static void spoold_check_ring(spoold_t *sd);
+static void spoold_reload(spoold_t *sd);
+static void spoold_log_change(const char *name, const char *from,
+    const char *to);
+static void spoold_sleep(uint64_t us);
+static uint64_t spoold_now_ms(void);
+
+
+enum {
+    SPOOLD_OPT_DUMP = 256,
+    SPOOLD_OPT_STATS,
+    SPOOLD_OPT_HELP,
+    SPOOLD_OPT_CONF             /* + index into spoold_flag_names */
+};
+
+/* the flags that set a directive, in SPOOLD_OPT_CONF + i order */
+
+static const char *const  spoold_flag_names[] = {
+    "id", "ring", "buffer", "max_buffer", "overflow", "batch",
+    "stall_timeout", "log_level"
+};
+
+static const struct option  spoold_options[] = {
+    { "dump", no_argument, NULL, SPOOLD_OPT_DUMP },
+    { "stats", no_argument, NULL, SPOOLD_OPT_STATS },
+    { "help", no_argument, NULL, SPOOLD_OPT_HELP },
+    { "id", required_argument, NULL, SPOOLD_OPT_CONF + 0 },
+    { "ring", required_argument, NULL, SPOOLD_OPT_CONF + 1 },
+    { "buffer", required_argument, NULL, SPOOLD_OPT_CONF + 2 },
+    { "max-buffer", required_argument, NULL, SPOOLD_OPT_CONF + 3 },
+    { "overflow", required_argument, NULL, SPOOLD_OPT_CONF + 4 },
+    { "batch", required_argument, NULL, SPOOLD_OPT_CONF + 5 },
+    { "stall-timeout", required_argument, NULL, SPOOLD_OPT_CONF + 6 },
+    { "log-level", required_argument, NULL, SPOOLD_OPT_CONF + 7 },
+    { NULL, 0, NULL, 0 }
+};
+
+
+static volatile sig_atomic_t   spoold_quit;
+static volatile sig_atomic_t   spoold_hup;
+
+
+int
+main(int argc, char **argv)
+{
+    int          c, foreground, test, dump, stats;
+    char         err[4096];
+    spoold_t     sd;
+    const char  *file;
+
+    file = NULL;
+    foreground = 0;
+    test = 0;
+    dump = 0;
+    stats = 0;
+
+    opterr = 0;
+
+    while ((c = getopt_long(argc, argv, ":c:tdvh", spoold_options, NULL))
+           != -1)
+    {
+        switch (c) {
+
+        case 'c':
+            file = optarg;
+            break;
+
+        case 't':
+            test = 1;
+            break;
+
+        case 'd':
+            foreground = 1;
+            break;
+
+        case 'v':
+            fprintf(stderr, SPOOLD_NAME " version: " SPOOLD_NAME "/"
+                    SPOOLD_VERSION "\n");
+            return 0;
+
+        case 'h':
+        case SPOOLD_OPT_HELP:
+            spoold_usage(stdout);
+            return 0;
+
+        case SPOOLD_OPT_DUMP:
+            dump = 1;
+            break;
+
+        case SPOOLD_OPT_STATS:
+            stats = 1;
+            break;
+
+        case '?':
+            if (optopt != 0 && optopt < 256) {
+                fprintf(stderr, SPOOLD_NAME ": invalid option: \"-%c\"\n",
+                        optopt);
+
+            } else {
+                fprintf(stderr, SPOOLD_NAME ": invalid option: \"%s\"\n",
+                        argv[optind - 1]);
+            }
+
+            spoold_usage(stderr);
+            return 1;
+
+        case ':':
+            fprintf(stderr, SPOOLD_NAME ": option \"%s\" requires a value\n",
+                    argv[optind - 1]);
+            spoold_usage(stderr);
+            return 1;
+
+        default:
+            if (c < SPOOLD_OPT_CONF
+                || spoold_conf_flag(spoold_flag_names[c - SPOOLD_OPT_CONF],
+                                    optarg)
+                   != 0)
+            {
+                spoold_usage(stderr);
+                return 1;
+            }
+
+            break;
+        }
+    }
+
+    if (optind < argc) {
+        fprintf(stderr, SPOOLD_NAME ": unexpected argument \"%s\"\n",
+                argv[optind]);
+        spoold_usage(stderr);
+        return 1;
+    }
+
+    if (test) {
+        return spoold_conf_test(file);
+    }
+
+    log_init(1, SPOOLD_NAME);
+
+    memset(&sd, 0, sizeof(spoold_t));
+    sd.conf_file = file;
+
+    if (spoold_conf_load(&sd.conf, file, err, sizeof(err)) != 0) {
+        fprintf(stderr, SPOOLD_NAME ": [emerg] %s\n", err);
+        return 1;
+    }
+
+    if (dump || stats) {
+        if (sd.conf.buffer == NULL || sd.conf.buffer[0] == '\0') {
+            fprintf(stderr, SPOOLD_NAME ": %s needs --buffer PATH\n",
+                    dump ? "--dump" : "--stats");
+            spoold_conf_free(&sd.conf);
+            return 1;
+        }
+
+        log_setverbose(RF_LOG_WARN);
+
+        c = dump ? spool_dump(&sd.conf) : spool_stats(&sd.conf);
+
+        spoold_conf_free(&sd.conf);
+
+        return c;
+    }
+
+    if (spoold_conf_check(&sd.conf, err, sizeof(err)) != 0) {
+        fprintf(stderr, SPOOLD_NAME ": [emerg] %s\n", err);
+        spoold_conf_free(&sd.conf);
+        return 1;
+    }
+
+    log_setverbose(sd.conf.log_level);
+
+    /*
+     * SQLite allocates and frees page-sized blocks all the time; with
+     * glibc's default trim threshold every batch moved the heap's top up
+     * and down with brk(), thousands of calls a second.
+     */
+
+    (void) mallopt(M_TOP_PAD, SPOOLD_HEAP_PAD);
+    (void) mallopt(M_TRIM_THRESHOLD, SPOOLD_HEAP_TRIM);
+
+    /*
+     * Open the buffer once in the foreground so that a bad path or a
+     * buffer in use is reported on the terminal, then again after the
+     * fork: SQLite connections and their locks must not cross a fork.
+     */
+
+    spoold_open_buffer(&sd);
+
+    if (!foreground) {
+        spool_buffer_close(sd.buffer);
+        sd.buffer = NULL;
+
+        if (daemon(1, 0) == -1) {
+            fatal("daemon");
+        }
+
+        log_init(0, SPOOLD_NAME);
+        spoold_open_buffer(&sd);
+    }
+
+    spoold_signals();
+    spool_ring_init(&sd.ring);
+
+    log_info("started: id \"%s\", ring \"%s\", buffer \"%s\", max_buffer %"
+             PRIu64 ", overflow %s, %" PRIu64 " records stored, next "
+             "sequence %" PRIu64, sd.conf.id, sd.conf.ring, sd.conf.buffer,
+             sd.conf.max_buffer, spoold_overflow_names[sd.conf.overflow],
+             spool_buffer_meta(sd.buffer)->records,
+             spool_buffer_meta(sd.buffer)->next_sseq);
+
+    spoold_run(&sd);
+
+    spool_ring_free(&sd.ring);
+    spool_buffer_close(sd.buffer);
+    spoold_conf_free(&sd.conf);
+
+    log_info("exited");
+    log_flush_suppressed();
+
+    return 0;
+}
+
+
+static void
+spoold_usage(FILE *out)
+{
+    fprintf(out,
+        "usage: " SPOOLD_NAME " [-d] [-v] [-t] [-c FILE] [--ring PATH] "
+        "[--buffer PATH]\n"
+        "         [--id NAME] [--max-buffer SIZE] "
+        "[--overflow drop_oldest|drop_newest]\n"
+        "         [--batch N] [--stall-timeout TIME] "
+        "[--log-level warn|info|debug]\n"
+        "       " SPOOLD_NAME " --dump --buffer PATH\n"
+        "       " SPOOLD_NAME " --stats --buffer PATH [--ring PATH]\n"
+        "\n"
+        "  -c FILE   configuration file (flags override it)\n"
+        "  -t        test the configuration and exit\n"
+        "  -d        stay in the foreground, log to stderr\n"
+        "  -v        print the version and exit\n"
+        "  --dump    print every buffered record as NDJSON and exit\n"
+        "  --stats   print the buffer's counters as JSON and exit\n");
+}
+
+
+static void
+spoold_signals(void)
+{
+    struct sigaction  sa;
+
+    memset(&sa, 0, sizeof(struct sigaction));
+    sigemptyset(&sa.sa_mask);
+
+    /* no SA_RESTART: a signal cuts the idle sleep short */
+
+    sa.sa_handler = spoold_signal_handler;
+
+    if (sigaction(SIGTERM, &sa, NULL) == -1
+        || sigaction(SIGINT, &sa, NULL) == -1
+        || sigaction(SIGHUP, &sa, NULL) == -1)
+    {
+        fatal("sigaction");
+    }
+
+    /* a file size limit makes SQLite's write fail (EFBIG), not kill us */
+
+    sa.sa_handler = SIG_IGN;
+
+    if (sigaction(SIGPIPE, &sa, NULL) == -1
+        || sigaction(SIGXFSZ, &sa, NULL) == -1)
+    {
+        fatal("sigaction");
+    }
+}
+
+
+static void
+spoold_signal_handler(int signo)
+{
+    if (signo == SIGHUP) {
+        spoold_hup = 1;
+
+    } else {
+        spoold_quit = 1;
+    }
+}
+
+
+static void
+spoold_open_buffer(spoold_t *sd)
+{
+    char  err[4096];
+
+    if (spool_buffer_open(&sd->buffer, sd->conf.buffer, sd->conf.max_buffer,
+                          sd->conf.overflow, sd->conf.id, err, sizeof(err))
+        != 0)
+    {
+        fatalx("%s", err);
+    }
+
+    sd->id.data = (const unsigned char *) sd->conf.id;
+    sd->id.len = strlen(sd->conf.id);
+}
+
+
+static void
+spoold_run(spoold_t *sd)
+{
+    int64_t   n;
+    uint64_t  now, idle_us, error_us, max_us, next_check, idle_since;
+    unsigned  tidy;
+
+    idle_us = 0;
+    error_us = 0;
+    now = spoold_now_ms();
+    next_check = now + SPOOLD_CHECK_MS;
+    idle_since = now;
+    tidy = 0;               /* the idle work: shrink, checkpoint */
+
+    while (!spoold_quit) {
+
+        if (spoold_hup) {
+            spoold_hup = 0;
+            spoold_reload(sd);
+            tidy = 0;
+        }
+
+        if (!sd->ring.attached) {
+            if (spool_ring_attach(&sd->ring, sd->conf.ring, sd->buffer,
+                                  sd->conf.stall_timeout)
+                != 0)
+            {
+                if (!tidy && spool_buffer_idle(sd->buffer) == 0) {
+                    tidy = 1;
+                }
+
+                spoold_sleep(SPOOLD_ATTACH_US);
+                continue;
+            }
+
+            next_check = spoold_now_ms() + SPOOLD_CHECK_MS;
+        }
+
+        n = spool_ring_drain(&sd->ring, sd->buffer, &sd->id,
+                             (size_t) sd->conf.batch, 0);
+
+        now = spoold_now_ms();
+
+        if (n > 0) {
+            /* records keep coming: no sleep at all */
+            idle_us = 0;
+            error_us = 0;
+            idle_since = now;
+            tidy = 0;
+
+        } else if (n == 0) {
+            error_us = 0;
+
+            if (!tidy && !spool_ring_pending(&sd->ring)
+                && now - idle_since >= SPOOLD_IDLE_CKPT_MS
+                && spool_buffer_idle(sd->buffer) == 0)
+            {
+                tidy = 1;
+            }
+
+            /*
+             * RF_RING_WAIT: a producer is between reserve and commit, a
+             * matter of microseconds unless it died (the stall timeout
+             * handles that), so the wait stays short.
+             */
+
+            idle_us = idle_us ? idle_us * 2 : SPOOLD_IDLE_MIN_US;
+
+            if (idle_us > SPOOLD_IDLE_MAX_US
+                || (sd->ring.last_rc == RF_RING_WAIT
+                    && idle_us > SPOOLD_WAIT_MAX_US))
+            {
+                idle_us = (sd->ring.last_rc == RF_RING_WAIT)
+                          ? SPOOLD_WAIT_MAX_US : SPOOLD_IDLE_MAX_US;
+            }
+
+            spoold_sleep(idle_us);
+
+        } else {
+
+            /*
+             * The store logged why; the batch stays in the ring.  EBUSY
+             * is a reader holding the WAL, which goes away soon; a full
+             * or failing disk gets longer pauses.
+             */
+
+            max_us = (errno == EBUSY) ? SPOOLD_BUSY_MAX_US
+                                      : SPOOLD_ERROR_MAX_US;
+
+            error_us = error_us ? error_us * 2 : SPOOLD_ERROR_MIN_US;
+            if (error_us > max_us) {
+                error_us = max_us;
+            }
+
+            spoold_sleep(error_us);
+        }
+
+        if (now >= next_check) {
+            next_check = now + SPOOLD_CHECK_MS;
+            spoold_check_ring(sd);
+        }
+    }
+
+    /* the batch read so far is stored (a failed one gets one more try) */
+
+    if (spool_ring_pending(&sd->ring)
+        && spool_ring_drain(&sd->ring, sd->buffer, &sd->id, 0, 1) < 0)
+    {
+        log_warnx("stopping with %" PRIu64 " records not stored; they stay "
+                  "in the ring", sd->ring.taken);
+    }
+}
+
+
+/* every second, and after a reload: the ring file replaced or reset */
+
+static void
+spoold_check_ring(spoold_t *sd)
+{
+    int  i;
+
+    if (!sd->ring.attached || sd->ring.failed) {
+        return;
+    }
+
+    switch (spool_ring_changed(&sd->ring, sd->conf.ring)) {
+
+    case SPOOL_RING_REPLACED:
+
+        /*
+         * Old nginx workers may still write to the old file for a while;
+         * take what is there now, then move on to the new one.
+         */
+
+        log_info("ring \"%s\" was replaced or moved, draining the old file",
+                 sd->ring.path);
+
+        for (i = 0; i < SPOOLD_OLD_RING_ROUNDS; i++) {
+            if (spool_ring_drain(&sd->ring, sd->buffer, &sd->id,
+                                 (size_t) sd->conf.batch, 1)
+                <= 0)
+            {
+                break;
+            }
+        }
+
+        if (spool_ring_pending(&sd->ring)) {
+            return;
+        }
+
+        spool_ring_detach(&sd->ring);
+        break;
+
+    case SPOOL_RING_RESET:
+
+        /* positions in the old generation mean nothing any more */
+
+        log_info("ring \"%s\" was recreated in place (new generation), "
+                 "starting from its tail", sd->ring.path);
+        spool_ring_detach(&sd->ring);
+        break;
+
+    default:
+        break;
+    }
+}
+
+
+static void
+spoold_reload(spoold_t *sd)
+{
+    char           err[4096], a[32], b[32];
+    spoold_conf_t  nc, *oc;
+
+    log_info("reloading the configuration%s%s",
+             sd->conf_file ? " from " : "",
+             sd->conf_file ? sd->conf_file : "");
+
+    if (spoold_conf_load(&nc, sd->conf_file, err, sizeof(err)) != 0) {
+        log_warnx("reload failed, the running configuration stays: %s",
+                  err);
+        return;
+    }
+
+    if (spoold_conf_check(&nc, err, sizeof(err)) != 0) {
+        log_warnx("reload failed, the running configuration stays: %s",
+                  err);
+        spoold_conf_free(&nc);
+        return;
+    }
+
+    oc = &sd->conf;
+
+    if (strcmp(nc.buffer, oc->buffer) != 0) {
+        log_warnx("reload: \"buffer\" cannot change without a restart, "
+                  "still using \"%s\"", oc->buffer);
+        free(nc.buffer);
+        nc.buffer = strdup(oc->buffer);
+
+        if (nc.buffer == NULL) {
+            log_warnx("reload failed, the running configuration stays: "
+                      "out of memory");
+            spoold_conf_free(&nc);
+            return;
+        }
+    }
+
+    if (spool_buffer_set_limits(sd->buffer, nc.max_buffer, nc.overflow, nc.id)
+        != 0)
+    {
+        log_warnx("reload failed, the running configuration stays");
+        (void) spool_buffer_set_limits(sd->buffer, oc->max_buffer,
+                                      oc->overflow, oc->id);
+        spoold_conf_free(&nc);
+        return;
+    }
+
+    spoold_log_change("id", oc->id, nc.id);
+    spoold_log_change("ring", oc->ring, nc.ring);
+
+    snprintf(a, sizeof(a), "%" PRIu64, oc->max_buffer);
+    snprintf(b, sizeof(b), "%" PRIu64, nc.max_buffer);
+    spoold_log_change("max_buffer", a, b);
+
+    spoold_log_change("overflow", spoold_overflow_names[oc->overflow],
+                      spoold_overflow_names[nc.overflow]);
+
+    snprintf(a, sizeof(a), "%" PRId64, oc->batch);
+    snprintf(b, sizeof(b), "%" PRId64, nc.batch);
+    spoold_log_change("batch", a, b);
+
+    snprintf(a, sizeof(a), "%" PRIu64 "ms", oc->stall_timeout);
+    snprintf(b, sizeof(b), "%" PRIu64 "ms", nc.stall_timeout);
+    spoold_log_change("stall_timeout", a, b);
+
+    spoold_log_change("log_level", spoold_level_names[oc->log_level],
+                      spoold_level_names[nc.log_level]);
+
+    spoold_conf_free(oc);
+    *oc = nc;
+
+    sd->id.data = (const unsigned char *) oc->id;
+    sd->id.len = strlen(oc->id);
+
+    log_setverbose(oc->log_level);
+    spool_ring_set_stall(&sd->ring, oc->stall_timeout);
+
+    /* a new ring path is picked up now, not after a second */
+    spoold_check_ring(sd);
+
+    log_info("configuration reloaded");
+}
+
+
+static void
+spoold_log_change(const char *name, const char *from, const char *to)
+{
+    if (strcmp(from, to) != 0) {
+        log_info("reload: %s \"%s\" -> \"%s\"", name, from, to);
+    }
+}
+
+
+static void
+spoold_sleep(uint64_t us)
+{
+    struct timespec  ts;
+
+    ts.tv_sec = us / 1000000;
+    ts.tv_nsec = (us % 1000000) * 1000;
+
+    /* EINTR is fine: the loop looks at the signal flags first */
+    (void) nanosleep(&ts, NULL);
+}
+
+
+static uint64_t
+spoold_now_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
