@@ -14,6 +14,9 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <sys/vfs.h>
+#include <linux/magic.h>
+
 #include "rf_ring.h"
 #include "rf_record.h"
 
@@ -730,6 +733,7 @@ ngx_http_replayforge_ring(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     char                 err[256];
     ssize_t              size;
+    struct statfs        sfs;
     ngx_str_t           *value, s;
     ngx_uint_t           i;
     ngx_pool_cleanup_t  *cln;
@@ -819,6 +823,17 @@ ngx_http_replayforge_ring(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "replayforge_ring \"%V\": %s", &rmcf->path, err);
         return NGX_CONF_ERROR;
+    }
+
+    /*
+     * A shared mapping of a disk file is written back by the kernel, and a
+     * worker storing to a page under writeback can stall: say so.
+     */
+    if (fstatfs(rmcf->ring->fd, &sfs) == 0 && sfs.f_type != TMPFS_MAGIC) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "replayforge_ring \"%V\" is not on tmpfs, "
+                           "workers may stall on disk writeback; "
+                           "use /dev/shm", &rmcf->path);
     }
 
     cln = ngx_pool_cleanup_add(cf->pool, 0);
