@@ -44,21 +44,7 @@ for my $policy (qw(drop_oldest drop_newest)) {
     mkdir $dir;
     my $ring = "$dir/ring";
 
-    # the upstream is a server of this nginx without capture: fast
-    my $nginx = start_nginx(
-        vars        => { SINK => free_port() },
-        http_config => <<"EOF",
-replayforge_ring $ring size=8m;
-upstream sink { server 127.0.0.1:\$RF_SINK; keepalive 4; }
-server { listen 127.0.0.1:\$RF_SINK; location / { return 204; } }
-EOF
-        config      => <<'EOF');
-replayforge on;
-keepalive_requests 100000;
-proxy_http_version 1.1;
-proxy_set_header Connection "";
-location / { proxy_pass http://sink; }
-EOF
+    my $nginx = start_capture_nginx(ring => $ring, ring_size => '8m');
     my $spool = start_spool(ring => $ring, buffer => "$dir/spool.db",
                             id => 'cap', max_buffer => '2m',
                             args => ['--overflow', $policy]);

@@ -18,20 +18,7 @@ my $ring = "$dir/ring";
 my $buffer = "$dir/spool.db";
 my $total = 1500;
 
-my $nginx = start_nginx(
-    vars        => { SINK => free_port() },
-    http_config => <<"EOF",
-replayforge_ring $ring size=4m;
-upstream sink { server 127.0.0.1:\$RF_SINK; keepalive 4; }
-server { listen 127.0.0.1:\$RF_SINK; location / { return 204; } }
-EOF
-    config      => <<'EOF');
-replayforge on;
-keepalive_requests 100000;
-proxy_http_version 1.1;
-proxy_set_header Connection "";
-location / { proxy_pass http://sink; }
-EOF
+my $nginx = start_capture_nginx(ring => $ring);
 
 sub spool { start_spool(ring => $ring, buffer => $buffer, id => 'web') }
 sub stored { -e $buffer ? spool_stats($buffer)->{stored_total} : 0 }

@@ -325,6 +325,27 @@ test_hostile_files(void **state)
 }
 
 
+/* Read on while the reader waits out a stalled slot (up to 2 s). */
+static int
+next_past_stall(rf_ring_t *r, rf_ring_reader_t *rd,
+    const unsigned char **p, uint32_t *len)
+{
+    int              i, rc;
+    struct timespec  ts = { 0, 20 * 1000 * 1000 };
+
+    rc = RF_RING_WAIT;
+
+    for (i = 0; i < 100 && rc == RF_RING_WAIT; i++) {
+        rc = rf_ring_next(r, rd, p, len);
+        if (rc == RF_RING_WAIT) {
+            nanosleep(&ts, NULL);
+        }
+    }
+
+    return rc;
+}
+
+
 /*
  * A producer that died after writing its slot header but before commit
  * (BUSY forever), and one that died between the reservation and its first
@@ -334,7 +355,6 @@ test_hostile_files(void **state)
 static void
 test_abandoned_slots(void **state)
 {
-    int                   rc, i;
     char                  err[256];
     uint32_t              len;
     rf_ring_t             r;
@@ -343,7 +363,6 @@ test_abandoned_slots(void **state)
     rf_ring_reader_t      rd;
     unsigned char        *w;
     const unsigned char  *p;
-    struct timespec       ts = { 0, 20 * 1000 * 1000 };
 
     (void) state;
 
@@ -371,27 +390,11 @@ test_abandoned_slots(void **state)
 
     assert_int_equal(rf_ring_next(&r, &rd, &p, &len), RF_RING_WAIT);
 
-    for (i = 0; i < 100; i++) {
-        rc = rf_ring_next(&r, &rd, &p, &len);
-        if (rc != RF_RING_WAIT) {
-            break;
-        }
-        nanosleep(&ts, NULL);
-    }
-
-    assert_int_equal(rc, RF_RING_OK);
+    assert_int_equal(next_past_stall(&r, &rd, &p, &len), RF_RING_OK);
     assert_int_equal(len, 6);
     assert_memory_equal(p, "second", 6);
 
-    for (i = 0; i < 100; i++) {
-        rc = rf_ring_next(&r, &rd, &p, &len);
-        if (rc != RF_RING_WAIT) {
-            break;
-        }
-        nanosleep(&ts, NULL);
-    }
-
-    assert_int_equal(rc, RF_RING_OK);
+    assert_int_equal(next_past_stall(&r, &rd, &p, &len), RF_RING_OK);
     assert_memory_equal(p, "third", 5);
     assert_int_equal(rf_ring_next(&r, &rd, &p, &len), RF_RING_EMPTY);
 

@@ -25,7 +25,7 @@ use Time::HiRes qw(sleep time);
 our @EXPORT = qw(
     repo_root build_dir module_path spoold_path tempdir timeout_scale
     free_port wait_until run_cmd write_file read_file
-    start_nginx nginx_t nginx_conf
+    start_nginx nginx_t nginx_conf start_capture_nginx
     start_backend
     build_request http_request http_req http_series http_connect
     read_responses curl
@@ -403,6 +403,30 @@ sub _start_nginx {
 
 
 # ---------------------------------------------------------------- backend
+
+# nginx capturing everything it serves into ring => PATH (ring_size, 4m by
+# default), proxying to a server of its own that answers 204: a fast
+# upstream for tests that push many requests.  Other options go to
+# start_nginx.
+sub start_capture_nginx {
+    my (%o) = @_;
+    my $ring = delete $o{ring} or croak 'start_capture_nginx: ring required';
+    my $size = delete $o{ring_size} // '4m';
+    return start_nginx(
+        vars        => { SINK => free_port() },
+        http_config => "replayforge_ring $ring size=$size;\n"
+                       . 'upstream sink { server 127.0.0.1:$RF_SINK; '
+                       . "keepalive 4; }\n"
+                       . 'server { listen 127.0.0.1:$RF_SINK; '
+                       . "location / { return 204; } }\n",
+        config      => "replayforge on;\n"
+                       . "keepalive_requests 100000;\n"
+                       . "proxy_http_version 1.1;\n"
+                       . "proxy_set_header Connection \"\";\n"
+                       . "location / { proxy_pass http://sink; }\n",
+        %o);
+}
+
 
 sub start_backend {
     my (%o) = @_;
