@@ -144,7 +144,9 @@ rf_ring_create(rf_ring_t *ring, const char *path, uint64_t size, mode_t mode,
         goto failed;
     }
 
-    if (rf_ring_map(ring, fd, size, PROT_READ | PROT_WRITE, err, errlen) == -1) {
+    if (rf_ring_map(ring, fd, size, PROT_READ | PROT_WRITE, err, errlen)
+        == -1)
+    {
         goto failed;
     }
 
@@ -202,7 +204,8 @@ rf_ring_open_or_create(rf_ring_t *ring, const char *path, uint64_t size,
     if (fd != -1) {
         if (fstat(fd, &st) == 0
             && (uint64_t) st.st_size == RF_RING_HDR_SIZE + size
-            && rf_ring_map(ring, fd, size, PROT_READ | PROT_WRITE, err, errlen) == 0)
+            && rf_ring_map(ring, fd, size, PROT_READ | PROT_WRITE,
+                           err, errlen) == 0)
         {
             if (rf_ring_header_ok(ring->hdr, st.st_size)
                 && ring->hdr->size == size)

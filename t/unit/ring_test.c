@@ -304,7 +304,8 @@ test_hostile_files(void **state)
         memset(junk, i == 2 ? 0xff : 0, sizeof(junk));
         fwrite(junk, 1, i == 0 ? 0 : (i == 1 ? 10 : sizeof(junk)), f);
         fclose(f);
-        assert_int_equal(rf_ring_attach(&r, ring_path, 0, err, sizeof(err)), -1);
+        assert_int_equal(rf_ring_attach(&r, ring_path, 0, err, sizeof(err)),
+                         -1);
         assert_non_null(strstr(err, "is not a replayforge ring"));
     }
 
