@@ -67,6 +67,8 @@ static ngx_int_t ngx_http_replayforge_copy_body(ngx_http_request_t *r,
 static ngx_int_t ngx_http_replayforge_log_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_replayforge_headers(ngx_http_request_t *r,
     ngx_http_replayforge_loc_conf_t *rlcf, rf_http_t *h);
+static void ngx_http_replayforge_addresses(ngx_connection_t *c, rf_http_t *h,
+    u_char *client, u_char *server);
 static void ngx_http_replayforge_variable(ngx_http_request_t *r,
     ngx_int_t index, rf_str_t *s);
 static ngx_int_t ngx_http_replayforge_status_handler(ngx_http_request_t *r);
@@ -376,15 +378,7 @@ ngx_http_replayforge_log_handler(ngx_http_request_t *r)
         h.scheme.len = 4;
     }
 
-    h.client.data = client;
-    h.client.len = ngx_sock_ntop(c->sockaddr, c->socklen, client,
-                                 NGX_SOCKADDR_STRLEN, 1);
-
-    if (ngx_connection_local_sockaddr(c, NULL, 0) == NGX_OK) {
-        h.server.data = server;
-        h.server.len = ngx_sock_ntop(c->local_sockaddr, c->local_socklen,
-                                     server, NGX_SOCKADDR_STRLEN, 1);
-    }
+    ngx_http_replayforge_addresses(c, &h, client, server);
 
     if (ngx_http_replayforge_headers(r, rlcf, &h) != NGX_OK) {
         return NGX_OK;
@@ -431,7 +425,16 @@ ngx_http_replayforge_log_handler(ngx_http_request_t *r)
     h.duration_us = (uint64_t) ngx_max(ms, 0) * 1000;
 
     ngx_http_replayforge_variable(r, rmcf->upstream_addr_index, &h.upstream);
-    ngx_http_replayforge_variable(r, rmcf->request_id_index, &h.request_id);
+
+    /*
+     * $request_id only when the request already has one (the configuration
+     * used it, e.g. to pass it upstream): making one calls OpenSSL's
+     * RAND_bytes, which costs more than all the rest of the capture.
+     */
+    if (r->variables[rmcf->request_id_index].valid) {
+        ngx_http_replayforge_variable(r, rmcf->request_id_index,
+                                      &h.request_id);
+    }
 
     size = rf_http_size(&h);
 
@@ -516,6 +519,50 @@ ngx_http_replayforge_headers(ngx_http_request_t *r,
     h->nheaders = n;
 
     return NGX_OK;
+}
+
+
+/*
+ * "addr:port" of both ends, from the text nginx already made: the client's
+ * address text plus its port, the listening socket's own text unless it is
+ * a wildcard one.  Formatting sockaddrs anew on every request cost more
+ * than encoding the whole record.
+ */
+static void
+ngx_http_replayforge_addresses(ngx_connection_t *c, rf_http_t *h,
+    u_char *client, u_char *server)
+{
+    in_port_t  port;
+
+    port = ngx_inet_get_port(c->sockaddr);
+
+    if (port && c->addr_text.len) {
+        h->client.data = client;
+        h->client.len = ngx_snprintf(client, NGX_SOCKADDR_STRLEN,
+                                     c->sockaddr->sa_family == AF_INET6
+                                     ? "[%V]:%d" : "%V:%d",
+                                     &c->addr_text, (int) port)
+                        - client;
+
+    } else {
+        h->client.data = client;
+        h->client.len = ngx_sock_ntop(c->sockaddr, c->socklen, client,
+                                      NGX_SOCKADDR_STRLEN, 1);
+    }
+
+    if (c->listening && !c->listening->wildcard
+        && c->listening->addr_text.len)
+    {
+        h->server.data = c->listening->addr_text.data;
+        h->server.len = c->listening->addr_text.len;
+        return;
+    }
+
+    if (ngx_connection_local_sockaddr(c, NULL, 0) == NGX_OK) {
+        h->server.data = server;
+        h->server.len = ngx_sock_ntop(c->local_sockaddr, c->local_socklen,
+                                      server, NGX_SOCKADDR_STRLEN, 1);
+    }
 }
 
 

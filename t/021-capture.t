@@ -29,7 +29,11 @@ replayforge on;
 replayforge_bucket web;
 replayforge_mask_header Authorization x-secret;
 
-location / { proxy_pass http://backend; }
+location / {
+    proxy_set_header Connection "";
+    proxy_set_header X-Request-Id \$request_id;
+    proxy_pass http://backend;
+}
 location /small/ { replayforge_max_body 1k; proxy_pass http://backend; }
 location /stream/ { proxy_request_buffering off; proxy_pass http://backend; }
 location /off/ { replayforge off; proxy_pass http://backend; }
@@ -122,6 +126,10 @@ is_deeply([map { $_->status } @resp], [(200) x @methods], 'all methods 200');
            "$name: duration_ms");
         is($r->{upstream}, "127.0.0.1:$bport", "$name: upstream");
         like($r->{request_id}, qr/^[0-9a-f]{32}$/, "$name: request_id");
+        my ($seen) = grep { $_->{uri} eq $r->{uri} } $backend->requests;
+        is($r->{request_id}, (hdr($seen || {headers => []},
+                                  'X-Request-Id'))[0],
+           "$name: request_id is the one sent upstream");
         my $body = $m =~ /^(POST|PUT|PATCH)$/ ? "body-$m" : '';
         is(body_of($r), $body, "$name: body");
         is($r->{body_size}, length $body, "$name: body_size");
@@ -204,6 +212,8 @@ my $binary = join '', "\0\0\r\n\xff", map { chr int rand 256 } 1 .. 30_000;
     is(body_of($c), '', 'discarded: nothing claimed');
     ok($c->{body_truncated}, 'discarded: flagged truncated');
     is($c->{body_size}, 9, 'discarded: size from Content-Length');
+    ok(!exists $c->{request_id},
+       'no request_id where the configuration never made one');
 }
 
 
