@@ -90,6 +90,7 @@ $(BUILD)/bench/ringfill: bench/ringfill.c $(BUILD)/libreplayforge.a
 
 bench: all $(BUILD)/bench/ringfill
 	./bench/capture
+	./bench/instructions
 
 clean:
 	rm -rf build build-asan
