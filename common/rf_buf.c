@@ -206,18 +206,36 @@ rf_utf8_valid(const unsigned char *data, size_t n)
 int
 rf_json_str(rf_buf_t *b, const unsigned char *data, size_t n)
 {
+    size_t  save;
+
+    save = b->len;
+
+    if (rf_buf_addc(b, '"') == -1
+        || rf_json_escape(b, data, n) == -1
+        || rf_buf_addc(b, '"') == -1)
+    {
+        b->len = save;
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+rf_json_escape(rf_buf_t *b, const unsigned char *data, size_t n)
+{
     size_t          i, k;
     unsigned        c;
     unsigned char  *p;
 
     /* worst case: every byte becomes \u00XX */
-    if (n > (SIZE_MAX - 2) / 6 || rf_buf_reserve(b, n * 6 + 2) == -1) {
+    if (n > SIZE_MAX / 6 || rf_buf_reserve(b, n * 6) == -1) {
         errno = ENOMEM;
         return -1;
     }
 
     p = b->data + b->len;
-    *p++ = '"';
 
     for (i = 0; i < n; i += k) {
         c = data[i];
@@ -255,7 +273,6 @@ rf_json_str(rf_buf_t *b, const unsigned char *data, size_t n)
         }
     }
 
-    *p++ = '"';
     b->len = p - b->data;
 
     return 0;

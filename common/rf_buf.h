@@ -38,6 +38,8 @@ int rf_utf8_valid(const unsigned char *data, size_t n);
  * written as \u00XX (the byte as a Latin-1 code point).
  */
 int rf_json_str(rf_buf_t *b, const unsigned char *data, size_t n);
+/* The same escaping, without the quotes, to build a string in parts. */
+int rf_json_escape(rf_buf_t *b, const unsigned char *data, size_t n);
 int rf_json_base64(rf_buf_t *b, const unsigned char *data, size_t n);
 
 

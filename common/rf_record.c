@@ -715,20 +715,11 @@ rf_rec_to_json(const rf_rec_t *rec, rf_buf_t *b)
     gmtime_r(&sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 
-    if (rf_buf_adds(b, "{\"id\":\"") == -1) {
-        goto nomem;
-    }
-
-    /* the id is "source:sseq"; quote the source, then splice the number */
-    if (rf_json_str(b, source.data, source.len) == -1) {
-        goto nomem;
-    }
-
-    b->len--;       /* drop the closing quote rf_json_str wrote */
-    memmove(b->data + save + 7, b->data + save + 8, b->len - save - 8);
-    b->len--;
-
-    if (rf_buf_printf(b, ":%llu\"", (unsigned long long) rec->sseq) == -1) {
+    /* the id is "source:sseq" */
+    if (rf_buf_adds(b, "{\"id\":\"") == -1
+        || rf_json_escape(b, source.data, source.len) == -1
+        || rf_buf_printf(b, ":%llu\"", (unsigned long long) rec->sseq) == -1)
+    {
         goto nomem;
     }
 
