@@ -21,13 +21,19 @@ LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 MODULE_COMMON = common/rf_ring.c common/rf_record.c common/rf_crc32c.c \
 		common/rf_buf.c
 COMMON_SRCS = $(MODULE_COMMON) common/rf_conf.c common/rf_conf_parse.c \
-	      common/rf_log.c
+	      common/rf_log.c common/rf_json.c common/rf_ratelimit.c
 COMMON_HDRS = $(wildcard common/*.h)
 COMMON_OBJS = $(COMMON_SRCS:%.c=$(BUILD)/%.o)
 
 SPOOLD_SRCS = $(wildcard spoold/*.c)
 SPOOLD_OBJS = $(SPOOLD_SRCS:%.c=$(BUILD)/%.o)
-SPOOLD_LIBS = -lsqlite3 -lpthread
+SPOOLD_LIBS = -lsqlite3 -lcurl -lzstd -lpthread
+
+RELAYD_SRCS = $(wildcard relayd/*.c)
+RELAYD_OBJS = $(RELAYD_SRCS:%.c=$(BUILD)/%.o)
+RELAYD_LIBS = -lsqlite3 -lmicrohttpd -lzstd -lz -lpthread
+# the bucket engine, also linked by its unit test
+RELAY_BUCKET_OBJS = $(BUILD)/relayd/relay_bucket.o $(BUILD)/relayd/relay_store.o
 
 UNIT_SRCS   = $(wildcard t/unit/*.c)
 UNIT_BINS   = $(UNIT_SRCS:t/unit/%.c=$(BUILD)/unit/%)
@@ -37,9 +43,9 @@ NGX_BUILD   = $(BUILD)/nginx
 
 .PHONY: all test asan demo bench clean
 
-all: $(BUILD)/rf-spoold $(MODULE) $(UNIT_BINS)
+all: $(BUILD)/rf-spoold $(BUILD)/rf-relayd $(MODULE) $(UNIT_BINS)
 
-$(BUILD)/%.o: %.c $(COMMON_HDRS) $(wildcard spoold/*.h)
+$(BUILD)/%.o: %.c $(COMMON_HDRS) $(wildcard spoold/*.h relayd/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
@@ -48,6 +54,16 @@ $(BUILD)/libreplayforge.a: $(COMMON_OBJS)
 
 $(BUILD)/rf-spoold: $(SPOOLD_OBJS) $(BUILD)/libreplayforge.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SPOOLD_LIBS)
+
+$(BUILD)/rf-relayd: $(RELAYD_OBJS) $(BUILD)/libreplayforge.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(RELAYD_LIBS)
+
+$(BUILD)/unit/bucket_test: t/unit/bucket_test.c $(RELAY_BUCKET_OBJS) \
+			   $(BUILD)/libreplayforge.a $(COMMON_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Irelayd $(LDFLAGS_ALL) -o $@ $< \
+	    $(RELAY_BUCKET_OBJS) $(BUILD)/libreplayforge.a \
+	    -lcmocka -lsqlite3 -lpthread
 
 $(BUILD)/unit/%: t/unit/%.c $(BUILD)/libreplayforge.a $(COMMON_HDRS)
 	@mkdir -p $(dir $@)

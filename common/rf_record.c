@@ -191,6 +191,15 @@ rf_rec_set_flags(rf_rec_builder_t *b, unsigned flags)
 }
 
 
+void
+rf_rec_set_sseq(rf_rec_builder_t *b, uint64_t sseq)
+{
+    if (!b->overflow) {
+        rf_put64(b->start + 24, sseq);
+    }
+}
+
+
 size_t
 rf_rec_finish(rf_rec_builder_t *b)
 {
@@ -497,6 +506,13 @@ const char *
 rf_kind_name(unsigned kind)
 {
     return kind < RF_KIND_MAX ? rf_kind_names[kind] : "unknown";
+}
+
+
+const char *
+rf_field_key(unsigned id)
+{
+    return id < RF_F_MAX ? rf_field_keys[id] : NULL;
 }
 
 

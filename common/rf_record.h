@@ -113,6 +113,8 @@ void rf_rec_add_u64(rf_rec_builder_t *b, unsigned id, uint64_t v);
 void rf_rec_add_header(rf_rec_builder_t *b, const void *name, size_t nlen,
     const void *value, size_t vlen);
 void rf_rec_set_flags(rf_rec_builder_t *b, unsigned flags);
+/* The source sequence, for builders that rebuild a stamped record. */
+void rf_rec_set_sseq(rf_rec_builder_t *b, uint64_t sseq);
 /* Returns the record's length, or 0 when the buffer was too small. */
 size_t rf_rec_finish(rf_rec_builder_t *b);
 
@@ -203,6 +205,8 @@ size_t rf_rec_stamp(const rf_rec_t *rec, uint64_t sseq, const rf_str_t *source,
 int rf_rec_to_json(const rf_rec_t *rec, rf_buf_t *out);
 
 const char *rf_kind_name(unsigned kind);
+/* JSON key of a plain string field of the non-http kinds, or NULL. */
+const char *rf_field_key(unsigned id);
 
 
 #endif /* _RF_RECORD_H_INCLUDED_ */
