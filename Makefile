@@ -21,7 +21,9 @@ LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 MODULE_COMMON = common/rf_ring.c common/rf_record.c common/rf_crc32c.c \
 		common/rf_buf.c
 COMMON_SRCS = $(MODULE_COMMON) common/rf_conf.c common/rf_conf_parse.c \
-	      common/rf_log.c common/rf_json.c common/rf_ratelimit.c
+	      common/rf_log.c common/rf_json.c common/rf_json_rec.c \
+	      common/rf_ratelimit.c \
+	      common/rf_sqlite.c
 COMMON_HDRS = $(wildcard common/*.h)
 COMMON_OBJS = $(COMMON_SRCS:%.c=$(BUILD)/%.o)
 
@@ -33,7 +35,12 @@ RELAYD_SRCS = $(wildcard relayd/*.c)
 RELAYD_OBJS = $(RELAYD_SRCS:%.c=$(BUILD)/%.o)
 RELAYD_LIBS = -lsqlite3 -lmicrohttpd -lzstd -lz -lpthread
 # the bucket engine, also linked by its unit test
-RELAY_BUCKET_OBJS = $(BUILD)/relayd/relay_bucket.o $(BUILD)/relayd/relay_store.o
+RELAY_BUCKET_OBJS = $(BUILD)/relayd/relay_bucket.o \
+		    $(BUILD)/relayd/relay_bucket_writer.o \
+		    $(BUILD)/relayd/relay_bucket_txn.o \
+		    $(BUILD)/relayd/relay_bucket_retain.o \
+		    $(BUILD)/relayd/relay_bucket_stats.o \
+		    $(BUILD)/relayd/relay_store.o
 
 UNIT_SRCS   = $(wildcard t/unit/*.c)
 UNIT_BINS   = $(UNIT_SRCS:t/unit/%.c=$(BUILD)/unit/%)
@@ -110,3 +117,6 @@ bench: all $(BUILD)/bench/ringfill
 
 clean:
 	rm -rf build build-asan
+
+# the dashboard page is embedded into the binary (relay_dashboard.c)
+$(BUILD)/relayd/relay_dashboard.o: relayd/relay_dashboard.html

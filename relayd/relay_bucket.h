@@ -95,7 +95,10 @@ int relay_bucket_append(relay_bucket_t *b, const rf_rec_t *recs, size_t n,
  * Records with seq > after, at most max of them and about max_bytes
  * (always at least one), oldest first.  If none is there, wait up to
  * wait_ms for a commit (returns early on close).  Returns how many
- * records went to cb, or -1 with errno.
+ * records cb took (a non-zero return stops the read; that record is not
+ * counted), or -1 with errno (ESHUTDOWN: the bucket is closing).  cb runs
+ * inside a read transaction, on SQLite's copy of the bytes: keep it short
+ * (copy, do not send), a long one holds the WAL's checkpoints up.
  */
 int64_t relay_bucket_read(relay_bucket_t *b, uint64_t after, size_t max,
     size_t max_bytes, uint64_t wait_ms, relay_read_pt cb, void *arg);
