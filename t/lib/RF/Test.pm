@@ -30,6 +30,8 @@ our @EXPORT = qw(
     build_request http_request http_req http_series http_connect
     read_responses curl
     start_spool spool_dump spool_stats
+    relayd_path start_relay relay_request relay_post relay_get relay_ack
+    relay_stats
     log_errors no_errors_in_log
 );
 
@@ -67,6 +69,7 @@ sub build_dir {
 
 sub module_path { build_dir() . '/ngx_http_replayforge_module.so' }
 sub spoold_path { build_dir() . '/rf-spoold' }
+sub relayd_path { build_dir() . '/rf-relayd' }
 
 
 sub timeout_scale {
@@ -713,6 +716,112 @@ sub spool_stats {
 }
 
 
+# ---------------------------------------------------------------- relay
+
+# start_relay(buckets => { NAME => TOKEN, ... } | conf => TEXT, args => [..])
+# A config text may use $RF_PORT, $RF_STATS_PORT and $RF_DATA.  The data
+# directory survives restart() (same ports), so a test can kill -9 the
+# relay and start it again on the same files.
+sub start_relay {
+    my (%o) = @_;
+    my $base = _unique('relay');
+    my $self = bless {
+        port       => $o{port} // free_port(),
+        stats_port => $o{stats_port} // free_port(),
+        data       => $o{data} // "$base.data",
+        log        => "$base.log",
+        buckets    => $o{buckets} // {},
+        opts       => \%o,
+    }, 'RF::Test::Relay';
+    my @cmd = ($o{binary} // relayd_path(), '-d',
+               '--listen', "127.0.0.1:$self->{port}",
+               '--stats-listen', "127.0.0.1:$self->{stats_port}",
+               '--data', $self->{data});
+    croak "RF::Test: $cmd[0] not found (run make first)" unless -x $cmd[0];
+    if (defined $o{conf}) {
+        my $conf = $o{conf};
+        $conf =~ s/\$RF_PORT\b/$self->{port}/g;
+        $conf =~ s/\$RF_STATS_PORT\b/$self->{stats_port}/g;
+        $conf =~ s/\$RF_DATA\b/$self->{data}/g;
+        write_file("$base.conf", $conf);
+        push @cmd, '-c', "$base.conf";
+    }
+    for my $b (sort keys %{ $self->{buckets} }) {
+        push @cmd, '--bucket', "$b:$self->{buckets}{$b}";
+    }
+    push @cmd, @{ $o{args} || [] };
+    $self->{cmd} = \@cmd;
+    $self->_start;
+    push @LIVE, $self;
+    return $self;
+}
+
+
+# relay_request($relay, METHOD, PATH, body => .., headers => [..],
+#               token => .., stats => 1, timeout => ..)
+sub relay_request {
+    my ($relay, $method, $path, %o) = @_;
+    my @h = _header_list($o{headers});
+    push @h, ['Authorization', "Bearer $o{token}"] if defined $o{token};
+    return http_req($o{stats} ? $relay->stats_port : $relay->port,
+                    method => $method, uri => $path, headers => \@h,
+                    body => $o{body}, timeout => $o{timeout});
+}
+
+
+# POST records: binary unless ndjson => 1; the token defaults to the
+# bucket's from start_relay.
+sub relay_post {
+    my ($relay, $bucket, $body, %o) = @_;
+    my $type = $o{ndjson} ? 'application/x-ndjson'
+                          : 'application/x-replayforge';
+    my @h = (['Content-Type', $o{type} // $type]);
+    push @h, ['Content-Encoding', $o{encoding}] if $o{encoding};
+    return relay_request($relay, 'POST', "/v1/buckets/$bucket/records",
+                         body => $body, headers => \@h,
+                         token => $o{token} // $relay->token($bucket));
+}
+
+
+# GET records as NDJSON, decoded: (response, [records]) in list context.
+sub relay_get {
+    my ($relay, $bucket, %q) = @_;
+    my $token = delete $q{token} // $relay->token($bucket);
+    my $binary = delete $q{binary};
+    my $timeout = delete $q{timeout} // (($q{wait} // 0) + 10);
+    my $qs = join '&', map { "$_=$q{$_}" } sort keys %q;
+    my $r = relay_request($relay, 'GET',
+                          "/v1/buckets/$bucket/records" . ($qs ? "?$qs" : ''),
+                          token => $token, timeout => $timeout,
+                          headers => $binary ? []
+                                     : [['Accept', 'application/x-ndjson']]);
+    my @recs;
+    if (!$binary && $r->status == 200) {
+        my $json = JSON::PP->new->utf8;
+        @recs = map { $json->decode($_) } grep { /\S/ } split /\n/, $r->body;
+    }
+    return wantarray ? ($r, \@recs) : $r;
+}
+
+
+sub relay_ack {
+    my ($relay, $bucket, $consumer, $upto, %o) = @_;
+    return relay_request($relay, 'POST', "/v1/buckets/$bucket/ack",
+                         token => $o{token} // $relay->token($bucket),
+                         headers => [['Content-Type', 'application/json']],
+                         body => $JSON->encode({ consumer => $consumer,
+                                                 upto => $upto + 0 }));
+}
+
+
+sub relay_stats {
+    my ($relay) = @_;
+    my $r = relay_request($relay, 'GET', '/v1/stats', stats => 1);
+    croak "GET /v1/stats: " . $r->status unless $r->status == 200;
+    return JSON::PP->new->utf8->decode($r->body);
+}
+
+
 # ---------------------------------------------------------------- cleanup
 
 END {
@@ -1022,6 +1131,54 @@ sub buffer   { $_[0]{buffer} }
 sub id       { $_[0]{id} }
 sub log_path { $_[0]{log} }
 sub log_text { RF::Test::read_file($_[0]{log}) }
+
+sub stop  { $_[0]->_signal_and_wait('TERM', $_[1] // 10) }
+sub kill9 { $_[0]->_signal_and_wait('KILL', 5) }
+
+
+package RF::Test::Relay;
+
+use parent -norequire, 'RF::Test::Process';
+use Carp qw(croak);
+
+sub port       { $_[0]{port} }
+sub stats_port { $_[0]{stats_port} }
+sub data       { $_[0]{data} }
+sub log_path   { $_[0]{log} }
+sub log_text   { RF::Test::read_file($_[0]{log}) }
+sub url        { "http://127.0.0.1:$_[0]{port}" }
+sub token      { $_[0]{buckets}{$_[1]} // $_[0]{opts}{tokens}{$_[1]} }
+
+# started when /healthz answers on both listeners
+sub _start {
+    my ($self) = @_;
+    $self->{status} = undef;
+    $self->{killed} = undef;
+    $self->{pid} = RF::Test::_spawn(exec => $self->{cmd},
+                                    env => $self->{opts}{env},
+                                    stdout => $self->{log},
+                                    stderr => $self->{log}, append => 1);
+    return $self if $self->{opts}{no_wait};
+    my $up = RF::Test::wait_until(sub {
+        return 1 unless $self->running;
+        my $ok = eval {
+            RF::Test::http_req($self->{port}, uri => '/healthz',
+                               timeout => 2)->status == 200
+            && RF::Test::http_req($self->{stats_port}, uri => '/healthz',
+                                  timeout => 2)->status == 200;
+        };
+        return $ok;
+    }, 20);
+    croak "rf-relayd did not start:\n" . $self->log_text
+        unless $up && $self->running;
+    return $self;
+}
+
+sub restart {
+    my ($self) = @_;
+    $self->stop if $self->running;
+    return $self->_start;
+}
 
 sub stop  { $_[0]->_signal_and_wait('TERM', $_[1] // 10) }
 sub kill9 { $_[0]->_signal_and_wait('KILL', 5) }
