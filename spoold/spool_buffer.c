@@ -39,6 +39,7 @@
 #define SPOOL_DROP_CHUNK        65536   /* records per DELETE */
 #define SPOOL_DROP_LOG_MS       10000
 #define SPOOL_SHRINK_STEPS      64
+#define SPOOL_RELEASE_STEPS     8       /* transactions per release call */
 
 
 typedef struct {
@@ -49,6 +50,10 @@ typedef struct {
     uint64_t                    dropped_oldest_bytes;
     uint64_t                    dropped_newest;
     uint64_t                    dropped_newest_bytes;
+    uint64_t                    forwarded;
+    uint64_t                    forwarded_bytes;
+    uint64_t                    rejected;
+    uint64_t                    rejected_bytes;
 } spool_delta_t;
 
 
@@ -95,6 +100,7 @@ struct spool_buffer_s {
 
 static uint64_t spool_buffer_est_pages(spool_buffer_t *b, uint64_t bytes,
     uint64_t n);
+static int spool_buffer_wal_room(spool_buffer_t *b, uint64_t frames);
 static int spool_buffer_checkpoint(spool_buffer_t *b, int mode);
 static int spool_buffer_make_room(spool_buffer_t *b, uint64_t need);
 static int spool_buffer_unstore_newest(spool_buffer_t *b);
@@ -272,14 +278,7 @@ spool_buffer_begin(spool_buffer_t *b, uint64_t bytes, uint64_t n)
         return -1;
     }
 
-    /*
-     * The WAL first: the frames this batch may write must fit in the WAL
-     * share, else everything in it goes back into the database and the
-     * next batch writes the WAL from its start again (RESTART: the file
-     * keeps its size, which saves allocating it anew every time).  A
-     * reader in the middle of its snapshot makes that fail (EBUSY);
-     * nothing is written until it has gone.
-     */
+    /* the WAL first: the frames this batch may write must fit its share */
 
     need = spool_buffer_est_pages(b, bytes, n);
     ptrmap = b->data_pages / (b->page_size / 5) + 1;
@@ -292,16 +291,9 @@ spool_buffer_begin(spool_buffer_t *b, uint64_t bytes, uint64_t n)
         frames += 3 * b->vacuum_pages;
     }
 
-    if (SPOOL_WAL_HDR + (spool_store_wal_frames(b->store) + frames)
-                        * (b->page_size + SPOOL_WAL_FRAME_HDR)
-        > b->wal_limit)
+    if (spool_buffer_wal_room(b, frames) != 0
+        || spool_store_begin(b->store) != 0)
     {
-        if (spool_buffer_checkpoint(b, SPOOL_CKPT_RESTART) != 0) {
-            return -1;
-        }
-    }
-
-    if (spool_store_begin(b->store) != 0) {
         return -1;
     }
 
@@ -497,6 +489,119 @@ spool_buffer_rollback(spool_buffer_t *b)
 }
 
 
+/*
+ * Deleting a prefix writes at most the pages those records took (leaves,
+ * overflow pages, the tree above them), the free list's trunks and the
+ * pointer map, so a transaction deletes at most a batch's bytes: the WAL
+ * share was sized for that.
+ */
+
+int
+spool_buffer_release(spool_buffer_t *b, uint64_t upto, int rejected)
+{
+    int             i, rc;
+    uint64_t        oldest, avg, k, end, n, nb, need, ptrmap;
+    spool_commit_t  c;
+
+    if (b->in_txn) {
+        errno = EINVAL;
+        return -1;
+    }
+
+    for (i = 0; i < SPOOL_RELEASE_STEPS; i++) {
+
+        rc = spool_store_oldest(b->store, &oldest);
+        if (rc != 1) {
+            return rc;              /* -1, or 0: the table is empty */
+        }
+
+        if (oldest > upto) {
+            return 0;
+        }
+
+        avg = b->meta.records ? b->meta.bytes / b->meta.records : 0;
+        avg += SPOOL_CELL_OVERHEAD;
+        k = b->batch_bytes / avg + 1;
+
+        if (k > SPOOL_DROP_CHUNK) {
+            k = SPOOL_DROP_CHUNK;
+        }
+
+        if (upto - oldest < k) {
+            k = upto - oldest + 1;
+        }
+
+        end = oldest + k;
+
+        need = spool_buffer_est_pages(b, k * avg, k);
+        ptrmap = b->data_pages / (b->page_size / 5) + 1;
+
+        if (spool_buffer_wal_room(b, need + (need < ptrmap ? need : ptrmap)
+                                     + 16)
+            != 0
+            || spool_store_begin(b->store) != 0)
+        {
+            return -1;
+        }
+
+        b->in_txn = 1;
+        memset(&b->d, 0, sizeof(spool_delta_t));
+
+        n = 0;
+        nb = 0;
+
+        if (spool_store_delete_below(b->store, end, &n, &nb) != 0) {
+            goto failed;
+        }
+
+        b->d.records = -(int64_t) n;
+        b->d.bytes = -(int64_t) nb;
+
+        if (rejected) {
+            b->d.rejected = n;
+            b->d.rejected_bytes = nb;
+
+        } else {
+            b->d.forwarded = n;
+            b->d.forwarded_bytes = nb;
+        }
+
+        c.next_sseq = b->meta.next_sseq;
+        c.ring_generation = b->meta.ring_generation;
+        c.ring_pos = b->meta.ring_pos;
+        c.ring_batch = b->meta.ring_batch;
+        c.invalid = 0;
+
+        if (spool_buffer_write_meta(b, &c) != 0
+            || spool_store_commit(b->store) != 0)
+        {
+            goto failed;
+        }
+
+        b->in_txn = 0;
+
+        spool_buffer_apply(b, &c);
+        spool_buffer_look(b);
+
+        log_debug("buffer \"%s\": %s %" PRIu64 " records (%" PRIu64 " bytes)"
+                  " below %" PRIu64, b->path,
+                  rejected ? "deleted the rejected" : "released", n, nb, end);
+
+        if (end > upto) {
+            return 0;
+        }
+    }
+
+    return 1;
+
+failed:
+
+    spool_buffer_rollback(b);
+
+    return -1;
+}
+
+
 int
 spool_buffer_idle(spool_buffer_t *b)
 {
@@ -552,6 +657,28 @@ spool_buffer_est_pages(spool_buffer_t *b, uint64_t bytes, uint64_t n)
     x = (bytes + n * SPOOL_CELL_OVERHEAD) * b->ratio / SPOOL_RATIO_ONE;
 
     return (x + b->page_size - 1) / b->page_size + 2;
+}
+
+
+/*
+ * The WAL must take frames more within its share, else everything in it
+ * goes back into the database and the next transaction writes the WAL
+ * from its start again (RESTART: the file keeps its size, which saves
+ * allocating it anew every time).  A reader in the middle of its snapshot
+ * makes that fail (EBUSY); nothing is written until it has gone.
+ */
+
+static int
+spool_buffer_wal_room(spool_buffer_t *b, uint64_t frames)
+{
+    if (SPOOL_WAL_HDR + (spool_store_wal_frames(b->store) + frames)
+                        * (b->page_size + SPOOL_WAL_FRAME_HDR)
+        <= b->wal_limit)
+    {
+        return 0;
+    }
+
+    return spool_buffer_checkpoint(b, SPOOL_CKPT_RESTART);
 }
 
 
@@ -673,9 +800,8 @@ spool_buffer_unstore_newest(spool_buffer_t *b)
 
 
 /*
- * Positions are absolute; counters are added, so that another writer of
- * the same file (the forwarder deleting what the relay acknowledged) can
- * change records and bytes in its own transactions.
+ * Positions are absolute; counters are added (value = value + ?), so a
+ * transaction writes only what it changed.
  */
 
 static int
@@ -699,7 +825,11 @@ spool_buffer_write_meta(spool_buffer_t *b, const spool_commit_t *c)
         { "dropped_oldest_bytes", (int64_t) b->d.dropped_oldest_bytes, 1 },
         { "dropped_newest", (int64_t) b->d.dropped_newest, 1 },
         { "dropped_newest_bytes", (int64_t) b->d.dropped_newest_bytes, 1 },
-        { "invalid", (int64_t) c->invalid, 1 }
+        { "invalid", (int64_t) c->invalid, 1 },
+        { "forwarded", (int64_t) b->d.forwarded, 1 },
+        { "forwarded_bytes", (int64_t) b->d.forwarded_bytes, 1 },
+        { "rejected", (int64_t) b->d.rejected, 1 },
+        { "rejected_bytes", (int64_t) b->d.rejected_bytes, 1 }
     };
 
     for (i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
@@ -737,6 +867,10 @@ spool_buffer_apply(spool_buffer_t *b, const spool_commit_t *c)
     m->dropped_newest += b->d.dropped_newest;
     m->dropped_newest_bytes += b->d.dropped_newest_bytes;
     m->invalid += c->invalid;
+    m->forwarded += b->d.forwarded;
+    m->forwarded_bytes += b->d.forwarded_bytes;
+    m->rejected += b->d.rejected;
+    m->rejected_bytes += b->d.rejected_bytes;
 
     b->log_oldest += b->d.dropped_oldest;
     b->log_oldest_bytes += b->d.dropped_oldest_bytes;

@@ -2,8 +2,9 @@
  * Copyright (C) ReplayForge contributors
  *
  * The bounded buffer: the store with a hard byte cap over its file and
- * -wal, an overflow policy, and batches that commit records together with
- * the meta (sequence, ring position, counters).
+ * -wal, an overflow policy, batches that commit records together with the
+ * meta (sequence, ring position, counters), and the release of what the
+ * relay acknowledged.  Only the main thread writes it.
  */
 
 #ifndef _SPOOL_BUFFER_H_INCLUDED_
@@ -67,6 +68,16 @@ int spool_buffer_add(spool_buffer_t *b, uint64_t sseq,
     const rf_str_t *bucket, const unsigned char *data, size_t len);
 int spool_buffer_commit(spool_buffer_t *b, const spool_commit_t *c);
 void spool_buffer_rollback(spool_buffer_t *b);
+
+/*
+ * The relay acknowledged every record up to upto (a source sequence):
+ * delete them, counted as forwarded, or as rejected when the relay
+ * refused them for good.  Records the cap dropped already are not
+ * counted twice.  A bounded number of transactions of at most a batch's
+ * bytes each: 0 done, 1 more to do (call again), -1 with errno (EBUSY: a
+ * reader holds the WAL; try later).
+ */
+int spool_buffer_release(spool_buffer_t *b, uint64_t upto, int rejected);
 
 /*
  * Nothing came for a while: log the drops, shrink a file left over the

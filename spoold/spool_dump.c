@@ -165,11 +165,15 @@ spool_stats(const spoold_conf_t *conf)
         ",\"stored_total\":%" PRIu64
         ",\"dropped_oldest\":%" PRIu64 ",\"dropped_oldest_bytes\":%" PRIu64
         ",\"dropped_newest\":%" PRIu64 ",\"dropped_newest_bytes\":%" PRIu64
-        ",\"invalid\":%" PRIu64 ",\"next_sseq\":%" PRIu64
+        ",\"invalid\":%" PRIu64
+        ",\"forwarded\":%" PRIu64 ",\"forwarded_bytes\":%" PRIu64
+        ",\"rejected\":%" PRIu64 ",\"rejected_bytes\":%" PRIu64
+        ",\"next_sseq\":%" PRIu64
         ",\"ring_generation\":%" PRIu64 ",\"ring_pos\":%" PRIu64,
         m.max_buffer, m.records, m.bytes, db + wal, db, wal, m.stored_total,
         m.dropped_oldest, m.dropped_oldest_bytes, m.dropped_newest,
-        m.dropped_newest_bytes, m.invalid, m.next_sseq, m.ring_generation,
+        m.dropped_newest_bytes, m.invalid, m.forwarded, m.forwarded_bytes,
+        m.rejected, m.rejected_bytes, m.next_sseq, m.ring_generation,
         m.ring_pos);
 
     if (conf->ring != NULL && conf->ring[0] != '\0') {

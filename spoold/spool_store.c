@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -32,6 +33,7 @@
 enum {
     SPOOL_ST_META_GET = 0,
     SPOOL_ST_EACH,              /* the readers' statements come first */
+    SPOOL_ST_BATCH,
     SPOOL_ST_BEGIN,
     SPOOL_ST_COMMIT,
     SPOOL_ST_ROLLBACK,
@@ -46,7 +48,7 @@ enum {
     SPOOL_ST_MAX
 };
 
-#define SPOOL_ST_READER         (SPOOL_ST_EACH + 1)
+#define SPOOL_ST_READER         (SPOOL_ST_BATCH + 1)
 
 
 _Static_assert(SPOOL_CKPT_RESTART == SQLITE_CHECKPOINT_RESTART
@@ -85,6 +87,13 @@ static int spool_store_exec(spool_store_t *st, const char *sql);
 static int spool_store_done(spool_store_t *st, int id, const char *what);
 
 
+/*
+ * The sequence of a new buffer starts at the wall clock in microseconds
+ * (the %s below), not at 1: the relay drops records whose sequence is not
+ * above the highest it has from the same source, so a buffer deleted and
+ * created again under the same id must not count from 1 again.
+ */
+
 static const char  spool_store_schema[] =
     "CREATE TABLE IF NOT EXISTS records ("
     "    sseq    INTEGER PRIMARY KEY,"
@@ -97,12 +106,14 @@ static const char  spool_store_schema[] =
     "    value   NOT NULL"
     ") WITHOUT ROWID;"
     "INSERT OR IGNORE INTO meta (key, value) VALUES"
-    "    ('schema', 1), ('id', ''), ('next_sseq', 1),"
+    "    ('schema', 1), ('id', ''), ('next_sseq', %s),"
     "    ('ring_generation', 0), ('ring_pos', 0), ('ring_batch', 0),"
     "    ('max_buffer', 0), ('records', 0), ('bytes', 0),"
     "    ('stored_total', 0), ('dropped_oldest', 0),"
     "    ('dropped_oldest_bytes', 0), ('dropped_newest', 0),"
-    "    ('dropped_newest_bytes', 0), ('invalid', 0);";
+    "    ('dropped_newest_bytes', 0), ('invalid', 0),"
+    "    ('forwarded', 0), ('forwarded_bytes', 0), ('rejected', 0),"
+    "    ('rejected_bytes', 0);";
 
 
 /* in SPOOL_ST_* order; size is before data so that it reads cheaply */
@@ -110,6 +121,8 @@ static const char  spool_store_schema[] =
 static const char *const  spool_store_sql[SPOOL_ST_MAX] = {
     "SELECT key, value FROM meta",
     "SELECT sseq, data FROM records WHERE sseq > ?1 ORDER BY sseq LIMIT ?2",
+    "SELECT sseq, bucket, data FROM records WHERE sseq > ?1 ORDER BY sseq"
+    " LIMIT ?2",
     "BEGIN IMMEDIATE",
     "COMMIT",
     "ROLLBACK",
@@ -135,6 +148,10 @@ static const spool_meta_key_t  spool_meta_keys[] = {
     { "dropped_newest", offsetof(spool_meta_t, dropped_newest) },
     { "dropped_newest_bytes", offsetof(spool_meta_t, dropped_newest_bytes) },
     { "invalid", offsetof(spool_meta_t, invalid) },
+    { "forwarded", offsetof(spool_meta_t, forwarded) },
+    { "forwarded_bytes", offsetof(spool_meta_t, forwarded_bytes) },
+    { "rejected", offsetof(spool_meta_t, rejected) },
+    { "rejected_bytes", offsetof(spool_meta_t, rejected_bytes) },
     { "next_sseq", offsetof(spool_meta_t, next_sseq) },
     { "ring_generation", offsetof(spool_meta_t, ring_generation) },
     { "ring_pos", offsetof(spool_meta_t, ring_pos) },
@@ -186,9 +203,10 @@ static int
 spool_store_open_writer(spool_store_t *st, uint64_t page_size, char *err,
     size_t errlen)
 {
-    int            rc;
-    char           sql[128];
-    sqlite3_stmt  *stmt;
+    int              rc;
+    char             sql[128], first[32], *schema;
+    sqlite3_stmt    *stmt;
+    struct timespec  ts;
 
     /*
      * One writer per buffer: a second spool on the same file would break
@@ -270,7 +288,21 @@ spool_store_open_writer(spool_store_t *st, uint64_t page_size, char *err,
         goto failed;
     }
 
-    if (spool_store_exec(st, spool_store_schema) != 0) {
+    (void) clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(first, sizeof(first), "%" PRIu64,
+             (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000);
+
+    schema = sqlite3_mprintf(spool_store_schema, first);
+    if (schema == NULL) {
+        snprintf(err, errlen, "out of memory");
+        (void) spool_store_exec(st, "ROLLBACK");
+        return -1;
+    }
+
+    rc = spool_store_exec(st, schema);
+    sqlite3_free(schema);
+
+    if (rc != 0) {
         snprintf(err, errlen, "cannot create the tables of buffer \"%s\": "
                  "%s", st->path, sqlite3_errmsg(st->db));
         (void) spool_store_exec(st, "ROLLBACK");
@@ -863,6 +895,69 @@ spool_store_each(spool_store_t *st, uint64_t after,
             return 0;
         }
     }
+}
+
+
+int
+spool_store_batch(spool_store_t *st, uint64_t after, uint64_t limit,
+    spool_store_batch_pt handler, void *arg)
+{
+    int             rc, n, stop;
+    size_t          len;
+    rf_str_t        bucket;
+    uint64_t        sseq;
+    sqlite3_stmt   *stmt;
+    const void     *data;
+
+    stmt = st->stmt[SPOOL_ST_BATCH];
+
+    if (sqlite3_bind_int64(stmt, 1, (sqlite3_int64) after) != SQLITE_OK
+        || sqlite3_bind_int64(stmt, 2, (sqlite3_int64) limit) != SQLITE_OK)
+    {
+        return spool_store_error(st, "bind");
+    }
+
+    n = 0;
+    stop = 0;
+
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        sseq = (uint64_t) sqlite3_column_int64(stmt, 0);
+        bucket.data = sqlite3_column_text(stmt, 1);
+        bucket.len = (size_t) sqlite3_column_bytes(stmt, 1);
+        data = sqlite3_column_blob(stmt, 2);
+        len = (size_t) sqlite3_column_bytes(stmt, 2);
+
+        if (bucket.data == NULL || (data == NULL && len != 0)) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+
+        stop = handler(sseq, &bucket, data, len, arg);
+        if (stop != 0) {
+            break;
+        }
+
+        n++;
+    }
+
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        spool_store_error(st, "read records");
+        (void) sqlite3_reset(stmt);
+        return -1;
+    }
+
+    /* the read transaction ends here */
+
+    if (sqlite3_reset(stmt) != SQLITE_OK) {
+        return spool_store_error(st, "read records");
+    }
+
+    if (stop < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+
+    return n;
 }
 
 

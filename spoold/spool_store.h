@@ -4,8 +4,9 @@
  * rf-spoold's SQLite file, and all of its SQL: the records table (the
  * stamped record bytes keyed by source sequence, so a reader takes them
  * in order and a forwarder deletes a prefix once acknowledged), the meta
- * table, and the few operations the buffer (spool_buffer.c) and the
- * --dump/--stats readers are made of.  No policy here.
+ * table, and the few operations the buffer (spool_buffer.c), the
+ * forwarder's reader (spool_forward.c) and the --dump/--stats readers are
+ * made of.  No policy here.
  */
 
 #ifndef _SPOOL_STORE_H_INCLUDED_
@@ -44,6 +45,10 @@ typedef struct {
     uint64_t                    dropped_newest;
     uint64_t                    dropped_newest_bytes;
     uint64_t                    invalid;
+    uint64_t                    forwarded;      /* acked by the relay */
+    uint64_t                    forwarded_bytes;
+    uint64_t                    rejected;       /* refused with a 400 */
+    uint64_t                    rejected_bytes;
     uint64_t                    next_sseq;
     uint64_t                    ring_generation;
     uint64_t                    ring_pos;       /* ring read up to here */
@@ -60,6 +65,14 @@ typedef struct {
  */
 typedef int (*spool_store_each_pt)(uint64_t sseq, const unsigned char *data,
     size_t len, void *arg);
+
+/*
+ * Called for every record of spool_store_batch() in order, inside the
+ * read transaction (copy what is needed, nothing slow): 0 takes the
+ * record and goes on, 1 stops before it, -1 stops with ENOMEM.
+ */
+typedef int (*spool_store_batch_pt)(uint64_t sseq, const rf_str_t *bucket,
+    const unsigned char *data, size_t len, void *arg);
 
 
 /*
@@ -119,6 +132,13 @@ int spool_store_meta_id(spool_store_t *st, const char *id);
  */
 int spool_store_each(spool_store_t *st, uint64_t after,
     spool_store_each_pt handler, void *arg);
+
+/*
+ * Reader: at most limit records with sseq > after, in order, in one short
+ * read transaction (the forwarder's batches).  The records taken, or -1.
+ */
+int spool_store_batch(spool_store_t *st, uint64_t after, uint64_t limit,
+    spool_store_batch_pt handler, void *arg);
 
 /* The bytes the buffer takes on disk: the file and its -wal. */
 int spool_store_file_sizes(const char *path, uint64_t *db, uint64_t *wal);

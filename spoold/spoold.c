@@ -4,7 +4,9 @@
  * rf-spoold, the capture sidecar: flags, start-up, signals (SIGHUP
  * reloads, SIGTERM and SIGINT stop after the current batch) and the main
  * loop that drains the ring into the buffer, polling without a pause while
- * records come and backing off when idle.
+ * records come and backing off when idle.  The main thread is the only
+ * writer of the buffer: it also deletes what the forwarder's thread
+ * (spool_forward.c) reports the relay acknowledged.
  */
 
 #include <errno.h>
@@ -22,6 +24,7 @@
 #include "rf_log.h"
 #include "spoold.h"
 #include "spool_buffer.h"
+#include "spool_forward.h"
 #include "spool_ring.h"
 
 
@@ -35,6 +38,7 @@
 #define SPOOLD_CHECK_MS         1000        /* ring replaced? */
 #define SPOOLD_IDLE_CKPT_MS     1000        /* idle: checkpoint the WAL */
 #define SPOOLD_OLD_RING_ROUNDS  1000
+#define SPOOLD_PUBLISH_MS       250         /* stats for the heartbeat */
 #define SPOOLD_HEAP_PAD         (1024 * 1024)
 #define SPOOLD_HEAP_TRIM        (8 * 1024 * 1024)
 
@@ -45,6 +49,8 @@ typedef struct {
     spool_buffer_t             *buffer;
     spool_ring_t                ring;
     rf_str_t                    id;
+    spool_fwd_t                *fwd;
+    uint64_t                    next_publish;
 } spoold_t;
 
 
@@ -54,7 +60,12 @@ static void spoold_signal_handler(int signo);
 static void spoold_open_buffer(spoold_t *sd);
 static void spoold_run(spoold_t *sd);
 static void spoold_check_ring(spoold_t *sd);
+static void spoold_fwd_start(spoold_t *sd);
+static int spoold_forwarded(spoold_t *sd);
+static void spoold_publish(spoold_t *sd, uint64_t now);
 static void spoold_reload(spoold_t *sd);
+static void spoold_reload_fwd(spoold_t *sd, const spoold_conf_t *oc,
+    const spoold_conf_t *nc);
 static void spoold_log_change(const char *name, const char *from,
     const char *to);
 static void spoold_sleep(uint64_t us);
@@ -72,7 +83,9 @@ enum {
 
 static const char *const  spoold_flag_names[] = {
     "id", "ring", "buffer", "max_buffer", "overflow", "batch",
-    "stall_timeout", "log_level"
+    "stall_timeout", "log_level", "relay", "token", "token_file", "bucket",
+    "rate", "rate_bytes", "forward_batch", "forward_batch_bytes",
+    "forward_linger", "retry_max", "heartbeat"
 };
 
 static const struct option  spoold_options[] = {
@@ -87,6 +100,17 @@ static const struct option  spoold_options[] = {
     { "batch", required_argument, NULL, SPOOLD_OPT_CONF + 5 },
     { "stall-timeout", required_argument, NULL, SPOOLD_OPT_CONF + 6 },
     { "log-level", required_argument, NULL, SPOOLD_OPT_CONF + 7 },
+    { "relay", required_argument, NULL, SPOOLD_OPT_CONF + 8 },
+    { "token", required_argument, NULL, SPOOLD_OPT_CONF + 9 },
+    { "token-file", required_argument, NULL, SPOOLD_OPT_CONF + 10 },
+    { "bucket", required_argument, NULL, SPOOLD_OPT_CONF + 11 },
+    { "rate", required_argument, NULL, SPOOLD_OPT_CONF + 12 },
+    { "rate-bytes", required_argument, NULL, SPOOLD_OPT_CONF + 13 },
+    { "forward-batch", required_argument, NULL, SPOOLD_OPT_CONF + 14 },
+    { "forward-batch-bytes", required_argument, NULL, SPOOLD_OPT_CONF + 15 },
+    { "forward-linger", required_argument, NULL, SPOOLD_OPT_CONF + 16 },
+    { "retry-max", required_argument, NULL, SPOOLD_OPT_CONF + 17 },
+    { "heartbeat", required_argument, NULL, SPOOLD_OPT_CONF + 18 },
     { NULL, 0, NULL, 0 }
 };
 
@@ -257,6 +281,13 @@ main(int argc, char **argv)
     spoold_signals();
     spool_ring_init(&sd.ring);
 
+    /* after the fork: threads do not cross it */
+
+    sd.fwd = spool_fwd_create();
+    if (sd.fwd == NULL) {
+        fatal("forwarder");
+    }
+
     log_info("started: id \"%s\", ring \"%s\", buffer \"%s\", max_buffer %"
              PRIu64 ", overflow %s, %" PRIu64 " records stored, next "
              "sequence %" PRIu64, sd.conf.id, sd.conf.ring, sd.conf.buffer,
@@ -264,10 +295,12 @@ main(int argc, char **argv)
              spool_buffer_meta(sd.buffer)->records,
              spool_buffer_meta(sd.buffer)->next_sseq);
 
+    spoold_fwd_start(&sd);
     spoold_run(&sd);
 
     spool_ring_free(&sd.ring);
     spool_buffer_close(sd.buffer);
+    spool_fwd_destroy(sd.fwd);
     spoold_conf_free(&sd.conf);
 
     log_info("exited");
@@ -287,6 +320,12 @@ spoold_usage(FILE *out)
         "[--overflow drop_oldest|drop_newest]\n"
         "         [--batch N] [--stall-timeout TIME] "
         "[--log-level warn|info|debug]\n"
+        "         [--relay URL --token TOKEN|--token-file PATH] "
+        "[--bucket NAME:TOKEN]\n"
+        "         [--rate N/s] [--rate-bytes SIZE/s] [--forward-batch N]\n"
+        "         [--forward-batch-bytes SIZE] [--forward-linger TIME] "
+        "[--retry-max TIME]\n"
+        "         [--heartbeat TIME]\n"
         "       " SPOOLD_NAME " --dump --buffer PATH\n"
         "       " SPOOLD_NAME " --stats --buffer PATH [--ring PATH]\n"
         "\n"
@@ -381,12 +420,25 @@ spoold_run(spoold_t *sd)
             tidy = 0;
         }
 
+        /* what the relay acknowledged, also when no records come */
+
+        now = spoold_now_ms();
+
+        if (spoold_forwarded(sd) > 0) {
+            idle_since = now;
+            tidy = 0;
+        }
+
+        spoold_publish(sd, now);
+
         if (!sd->ring.attached) {
             if (spool_ring_attach(&sd->ring, sd->conf.ring, sd->buffer,
                                   sd->conf.stall_timeout)
                 != 0)
             {
-                if (!tidy && spool_buffer_idle(sd->buffer) == 0) {
+                if (!tidy && now - idle_since >= SPOOLD_IDLE_CKPT_MS
+                    && spool_buffer_idle(sd->buffer) == 0)
+                {
                     tidy = 1;
                 }
 
@@ -399,6 +451,9 @@ spoold_run(spoold_t *sd)
 
         n = spool_ring_drain(&sd->ring, sd->buffer, &sd->id,
                              (size_t) sd->conf.batch, 0);
+
+        spool_fwd_notify(sd->fwd,
+                         spool_buffer_meta(sd->buffer)->next_sseq - 1);
 
         now = spoold_now_ms();
 
@@ -462,6 +517,10 @@ spoold_run(spoold_t *sd)
         }
     }
 
+    /* unacknowledged records stay buffered for the next start */
+
+    spool_fwd_stop(sd->fwd);
+
     /* the batch read so far is stored (a failed one gets one more try) */
 
     if (spool_ring_pending(&sd->ring)
@@ -470,6 +529,82 @@ spoold_run(spoold_t *sd)
         log_warnx("stopping with %" PRIu64 " records not stored; they stay "
                   "in the ring", sd->ring.taken);
     }
+
+    while (spoold_forwarded(sd) > 0) {
+        /* void */
+    }
+}
+
+
+static void
+spoold_fwd_start(spoold_t *sd)
+{
+    rf_ring_stats_t  rs;
+
+    if (sd->conf.relay == NULL) {
+        return;
+    }
+
+    spool_fwd_notify(sd->fwd, spool_buffer_meta(sd->buffer)->next_sseq - 1);
+
+    if (sd->ring.attached) {
+        rf_ring_get_stats(&sd->ring.ring, &rs);
+    }
+
+    spool_fwd_publish(sd->fwd, spool_buffer_meta(sd->buffer),
+                      sd->ring.attached ? &rs : NULL);
+
+    if (spool_fwd_start(sd->fwd, &sd->conf) != 0) {
+        log_warn("cannot start forwarding to %s", sd->conf.relay);
+    }
+}
+
+
+/*
+ * Deletes what the relay acknowledged: 1 when something was done, 0 when
+ * nothing was to do, -1 when the buffer failed (tried again later).
+ */
+
+static int
+spoold_forwarded(spoold_t *sd)
+{
+    int       rc, rejected, did;
+    uint64_t  upto;
+
+    did = 0;
+
+    while (spool_fwd_acked(sd->fwd, &upto, &rejected)) {
+        rc = spool_buffer_release(sd->buffer, upto, rejected);
+
+        if (rc != 0) {
+            return (rc == 1) ? 1 : -1;
+        }
+
+        spool_fwd_applied(sd->fwd, upto, rejected);
+        did = 1;
+    }
+
+    return did;
+}
+
+
+static void
+spoold_publish(spoold_t *sd, uint64_t now)
+{
+    rf_ring_stats_t  rs;
+
+    if (now < sd->next_publish || !spool_fwd_running(sd->fwd)) {
+        return;
+    }
+
+    sd->next_publish = now + SPOOLD_PUBLISH_MS;
+
+    if (sd->ring.attached) {
+        rf_ring_get_stats(&sd->ring.ring, &rs);
+    }
+
+    spool_fwd_publish(sd->fwd, spool_buffer_meta(sd->buffer),
+                      sd->ring.attached ? &rs : NULL);
 }
 
 
@@ -530,6 +665,7 @@ spoold_check_ring(spoold_t *sd)
 static void
 spoold_reload(spoold_t *sd)
 {
+    int            fwd;
     char           err[4096], a[32], b[32];
     spoold_conf_t  nc, *oc;
 
@@ -597,6 +733,12 @@ spoold_reload(spoold_t *sd)
     spoold_log_change("log_level", spoold_level_names[oc->log_level],
                       spoold_level_names[nc.log_level]);
 
+    fwd = spoold_conf_fwd_changed(oc, &nc);
+
+    if (fwd) {
+        spoold_reload_fwd(sd, oc, &nc);
+    }
+
     spoold_conf_free(oc);
     *oc = nc;
 
@@ -609,7 +751,76 @@ spoold_reload(spoold_t *sd)
     /* a new ring path is picked up now, not after a second */
     spoold_check_ring(sd);
 
+    if (fwd) {
+        spoold_fwd_start(sd);
+    }
+
     log_info("configuration reloaded");
+}
+
+
+/* logs the forwarding changes and stops the thread; it starts anew */
+
+static void
+spoold_reload_fwd(spoold_t *sd, const spoold_conf_t *oc,
+    const spoold_conf_t *nc)
+{
+    char    a[32], b[32];
+    size_t  i;
+
+    spoold_log_change("relay", oc->relay ? oc->relay : "",
+                      nc->relay ? nc->relay : "");
+
+    if ((oc->token == NULL) != (nc->token == NULL)
+        || (oc->token && strcmp(oc->token, nc->token) != 0))
+    {
+        log_info("reload: the token changed");
+    }
+
+    for (i = 0; i < oc->nbuckets || i < nc->nbuckets; i++) {
+        if (i >= oc->nbuckets || i >= nc->nbuckets
+            || strcmp(oc->buckets[i].name, nc->buckets[i].name) != 0
+            || (oc->buckets[i].token == NULL)
+               != (nc->buckets[i].token == NULL)
+            || (oc->buckets[i].token
+                && strcmp(oc->buckets[i].token, nc->buckets[i].token) != 0))
+        {
+            log_info("reload: the bucket tokens changed");
+            break;
+        }
+    }
+
+    snprintf(a, sizeof(a), "%" PRIu64, oc->rate);
+    snprintf(b, sizeof(b), "%" PRIu64, nc->rate);
+    spoold_log_change("rate", a, b);
+
+    snprintf(a, sizeof(a), "%" PRIu64, oc->rate_bytes);
+    snprintf(b, sizeof(b), "%" PRIu64, nc->rate_bytes);
+    spoold_log_change("rate_bytes", a, b);
+
+    snprintf(a, sizeof(a), "%" PRId64, oc->forward_batch);
+    snprintf(b, sizeof(b), "%" PRId64, nc->forward_batch);
+    spoold_log_change("forward_batch", a, b);
+
+    snprintf(a, sizeof(a), "%" PRIu64, oc->forward_batch_bytes);
+    snprintf(b, sizeof(b), "%" PRIu64, nc->forward_batch_bytes);
+    spoold_log_change("forward_batch_bytes", a, b);
+
+    snprintf(a, sizeof(a), "%" PRIu64 "ms", oc->forward_linger);
+    snprintf(b, sizeof(b), "%" PRIu64 "ms", nc->forward_linger);
+    spoold_log_change("forward_linger", a, b);
+
+    snprintf(a, sizeof(a), "%" PRIu64 "ms", oc->retry_max);
+    snprintf(b, sizeof(b), "%" PRIu64 "ms", nc->retry_max);
+    spoold_log_change("retry_max", a, b);
+
+    snprintf(a, sizeof(a), "%" PRIu64 "ms", oc->heartbeat);
+    snprintf(b, sizeof(b), "%" PRIu64 "ms", nc->heartbeat);
+    spoold_log_change("heartbeat", a, b);
+
+    /* what was not acknowledged is sent again by the new thread */
+
+    spool_fwd_stop(sd->fwd);
 }
 
 

@@ -7,6 +7,7 @@
  */
 
 #include <ctype.h>
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,8 @@
 #include "spool_store.h"
 
 
-#define SPOOLD_MAX_FLAGS        32
+#define SPOOLD_MAX_FLAGS        64
+#define SPOOLD_RATE_MAX         1000000000
 
 
 typedef struct {
@@ -67,8 +69,45 @@ static const rf_conf_cmd_t  spoold_cmds[] = {
     { "log_level", RF_CONF_ENUM, offsetof(spoold_conf_t, log_level), 0, 0,
       "info", spoold_level_names, NULL, 0 },
 
+    { "relay", RF_CONF_CUSTOM, offsetof(spoold_conf_t, relay), 0, 0, NULL,
+      NULL, spoold_conf_relay, 0 },
+
+    /* token and token_file set the same string, one of them at most */
+
+    { "token", RF_CONF_CUSTOM, offsetof(spoold_conf_t, token), 0, 0, NULL,
+      NULL, spoold_conf_token_set, 0 },
+
+    { "token_file", RF_CONF_CUSTOM, offsetof(spoold_conf_t, token), 0, 0,
+      NULL, NULL, spoold_conf_token_set, 0 },
+
+    { "bucket", RF_CONF_CUSTOM, 0, 0, 0, NULL, NULL, spoold_conf_bucket, 1 },
+
+    { "rate", RF_CONF_CUSTOM, offsetof(spoold_conf_t, rate), 0,
+      SPOOLD_RATE_MAX, NULL, NULL, spoold_conf_rate, 0 },
+
+    { "rate_bytes", RF_CONF_CUSTOM, offsetof(spoold_conf_t, rate_bytes),
+      1024, 0, NULL, NULL, spoold_conf_rate, 0 },
+
+    { "forward_batch", RF_CONF_INT, offsetof(spoold_conf_t, forward_batch),
+      1, 100000, "1000", NULL, NULL, 0 },
+
+    { "forward_batch_bytes", RF_CONF_SIZE,
+      offsetof(spoold_conf_t, forward_batch_bytes), 1024,
+      32 * 1024 * 1024, "1m", NULL, NULL, 0 },
+
+    { "forward_linger", RF_CONF_MSEC,
+      offsetof(spoold_conf_t, forward_linger), 0, 60000, "50ms", NULL, NULL,
+      0 },
+
+    { "retry_max", RF_CONF_MSEC, offsetof(spoold_conf_t, retry_max), 100,
+      3600 * 1000, "30s", NULL, NULL, 0 },
+
+    { "heartbeat", RF_CONF_MSEC, offsetof(spoold_conf_t, heartbeat), 1000,
+      3600 * 1000, "5s", NULL, NULL, 0 },
+
     rf_conf_null_cmd
 };
+
 
 static spoold_flag_t  spoold_flags[SPOOLD_MAX_FLAGS];
 static int           spoold_nflags;
@@ -189,6 +228,7 @@ failed:
 int
 spoold_conf_check(const spoold_conf_t *conf, char *err, size_t errlen)
 {
+    size_t       i;
     const char  *missing;
 
     missing = NULL;
@@ -209,6 +249,25 @@ spoold_conf_check(const spoold_conf_t *conf, char *err, size_t errlen)
         return -1;
     }
 
+    if (conf->relay == NULL || conf->token != NULL) {
+        return 0;
+    }
+
+    if (conf->nbuckets == 0) {
+        snprintf(err, errlen, "\"relay\" is set but no token: use the "
+                 "\"token\" or \"token_file\" directive, --token, or "
+                 "bucket tokens");
+        return -1;
+    }
+
+    for (i = 0; i < conf->nbuckets; i++) {
+        if (conf->buckets[i].token == NULL) {
+            snprintf(err, errlen, "bucket \"%s\" has no token, and there "
+                     "is no global \"token\"", conf->buckets[i].name);
+            return -1;
+        }
+    }
+
     return 0;
 }
 
@@ -216,11 +275,85 @@ spoold_conf_check(const spoold_conf_t *conf, char *err, size_t errlen)
 void
 spoold_conf_free(spoold_conf_t *conf)
 {
+    size_t  i;
+
     rf_conf_release(spoold_cmds, conf);
 
-    /* id is a CUSTOM directive, its string is ours */
+    /* the CUSTOM directives' strings are ours */
+
     free(conf->id);
     conf->id = NULL;
+    free(conf->relay);
+    conf->relay = NULL;
+    free(conf->token);
+    conf->token = NULL;
+
+    for (i = 0; i < conf->nbuckets; i++) {
+        free(conf->buckets[i].name);
+        free(conf->buckets[i].token);
+    }
+
+    free(conf->buckets);
+    conf->buckets = NULL;
+    conf->nbuckets = 0;
+}
+
+
+int
+spoold_conf_dup(spoold_conf_t *dst, const spoold_conf_t *src)
+{
+    size_t  i;
+
+    *dst = *src;
+
+    dst->id = NULL;
+    dst->ring = NULL;
+    dst->buffer = NULL;
+    dst->relay = NULL;
+    dst->token = NULL;
+    dst->buckets = NULL;
+    dst->nbuckets = 0;
+
+    if ((src->id && (dst->id = strdup(src->id)) == NULL)
+        || (src->ring && (dst->ring = strdup(src->ring)) == NULL)
+        || (src->buffer && (dst->buffer = strdup(src->buffer)) == NULL)
+        || (src->relay && (dst->relay = strdup(src->relay)) == NULL)
+        || (src->token && (dst->token = strdup(src->token)) == NULL))
+    {
+        goto failed;
+    }
+
+    if (src->nbuckets == 0) {
+        return 0;
+    }
+
+    dst->buckets = calloc(src->nbuckets, sizeof(spoold_bucket_t));
+    if (dst->buckets == NULL) {
+        goto failed;
+    }
+
+    for (i = 0; i < src->nbuckets; i++) {
+        dst->nbuckets++;
+
+        dst->buckets[i].name = strdup(src->buckets[i].name);
+
+        if (dst->buckets[i].name == NULL
+            || (src->buckets[i].token
+                && (dst->buckets[i].token = strdup(src->buckets[i].token))
+                   == NULL))
+        {
+            goto failed;
+        }
+    }
+
+    return 0;
+
+failed:
+
+    spoold_conf_free(dst);
+    errno = ENOMEM;
+
+    return -1;
 }
 
 
