@@ -162,7 +162,10 @@ relay_http_listen(relay_listener_t *l, relayd_t *rd, const char *addr,
         flags |= MHD_USE_IPv6;
     }
 
+    /* the logger first, so that option errors already go through it */
+
     l->daemon = MHD_start_daemon(flags, 0, NULL, NULL, relay_http_handler, l,
+                    MHD_OPTION_EXTERNAL_LOGGER, relay_http_log, l,
                     MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
                     MHD_OPTION_CONNECTION_LIMIT,
                         (unsigned) (max_conns + RELAY_HTTP_SLACK),
@@ -174,7 +177,6 @@ relay_http_listen(relay_listener_t *l, relayd_t *rd, const char *addr,
                     MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) 511,
                     MHD_OPTION_NOTIFY_COMPLETED, relay_http_completed, l,
                     MHD_OPTION_NOTIFY_CONNECTION, relay_http_notify, l,
-                    MHD_OPTION_EXTERNAL_LOGGER, relay_http_log, l,
                     MHD_OPTION_END);
 
     if (l->daemon == NULL) {
@@ -740,8 +742,9 @@ relay_http_get_query(struct MHD_Connection *c, relayd_t *rd, relay_get_t *q,
     v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "consumer");
     if (v != NULL) {
         if (!relayd_valid_name(v, strlen(v))) {
-            return relay_reply_error(r, 400, "bad_request", "invalid "
-                                     "consumer name"), -1;
+            relay_reply_error(r, 400, "bad_request", "invalid "
+                              "consumer name");
+            return -1;
         }
 
         q->consumer = v;
@@ -750,8 +753,9 @@ relay_http_get_query(struct MHD_Connection *c, relayd_t *rd, relay_get_t *q,
     v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "max");
     if (v != NULL) {
         if (relay_http_u64(v, &q->max) != 0 || q->max == 0) {
-            return relay_reply_error(r, 400, "bad_request", "max must be a "
-                                     "positive integer"), -1;
+            relay_reply_error(r, 400, "bad_request", "max must be a "
+                              "positive integer");
+            return -1;
         }
 
         if (q->max > RELAY_READ_MAX) {
@@ -762,8 +766,9 @@ relay_http_get_query(struct MHD_Connection *c, relayd_t *rd, relay_get_t *q,
     v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
     if (v != NULL) {
         if (relay_http_u64(v, &q->after) != 0) {
-            return relay_reply_error(r, 400, "bad_request", "after must be a "
-                                     "non-negative integer"), -1;
+            relay_reply_error(r, 400, "bad_request", "after must be a "
+                              "non-negative integer");
+            return -1;
         }
 
         q->has_after = 1;
@@ -774,8 +779,9 @@ relay_http_get_query(struct MHD_Connection *c, relayd_t *rd, relay_get_t *q,
         if (relay_http_u64(v, &q->wait_ms) != 0
             || q->wait_ms > UINT64_MAX / 1000)
         {
-            return relay_reply_error(r, 400, "bad_request", "wait must be a "
-                                     "number of seconds"), -1;
+            relay_reply_error(r, 400, "bad_request", "wait must be a "
+                              "number of seconds");
+            return -1;
         }
 
         q->wait_ms *= 1000;

@@ -18,6 +18,7 @@ use Time::HiRes qw(time);
 use RF::Test;
 
 my $json = JSON::PP->new->utf8->canonical;
+my $dir = tempdir();
 my $relay = start_relay(buckets => { a => 'token-a', b => 'token-b' });
 
 sub view {
@@ -171,6 +172,12 @@ is_deeply([@{ $r->json }{qw(accepted first_seq)}], [1, 7], 'zstd NDJSON');
 $r = relay_post($relay, 'b', $zst, encoding => 'zstd');
 is_deeply([@{ $r->json }{qw(accepted duplicates)}], [3, 3],
           'zstd binary: the 3 new ones stored, 3 duplicates');
+write_file("$dir/v8", ndjson(view(8)));
+write_file("$dir/v9", ndjson(view(9)));
+my (undef, $z8) = run_cmd(['zstd', '-q', '-c', "$dir/v8"]);
+my (undef, $z9) = run_cmd(['zstd', '-q', '-c', "$dir/v9"]);
+$r = relay_post($relay, 'a', $z8 . $z9, ndjson => 1, encoding => 'zstd');
+is($r->json->{accepted}, 2, 'two zstd frames back to back, sizes stated');
 
 # ------------------------------------------------------------ hostile
 
@@ -210,6 +217,11 @@ my $small = start_relay(buckets => { a => 't' },
 (undef, $zst) = run_cmd(['zstd', '-q', '-c'], stdin => "\0" x (1 << 20));
 $r = relay_post($small, 'a', $zst, encoding => 'zstd');
 is($r->status, 413, 'a zstd bomb (1 MB of zeros in a few bytes): 413');
+# from a file, zstd states the frame's size: the one-shot path
+write_file("$dir/zeros", "\0" x (1 << 20));
+(undef, $zst) = run_cmd(['zstd', '-q', '-c', "$dir/zeros"]);
+is(relay_post($small, 'a', $zst, encoding => 'zstd')->status, 413,
+   'a zstd bomb that states its size: 413');
 $gz = undef;
 gzip(\("\0" x (1 << 20)) => \$gz) or die $GzipError;
 is(relay_post($small, 'a', $gz, encoding => 'gzip')->status, 413,
