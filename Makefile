@@ -111,9 +111,17 @@ $(BUILD)/bench/ringfill: bench/ringfill.c $(BUILD)/libreplayforge.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libreplayforge.a
 
-bench: all $(BUILD)/bench/ringfill
+# rf-relayd's load generator and SQLite baseline (bench/relay)
+$(BUILD)/bench/relayload: bench/relayload.c $(BUILD)/libreplayforge.a \
+			   $(COMMON_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libreplayforge.a \
+	    -lcurl -lzstd -lsqlite3 -lpthread
+
+bench: all $(BUILD)/bench/ringfill $(BUILD)/bench/relayload
 	./bench/capture
 	./bench/instructions
+	./bench/relay
 
 clean:
 	rm -rf build build-asan
