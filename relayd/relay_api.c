@@ -90,6 +90,7 @@ relay_api_post_records(relayd_t *rd, relay_bucket_t *b, rf_buf_t *body,
 {
     int             rc;
     size_t          n, max;
+    uint64_t        wait;
     rf_buf_t        plain, recs_buf, *batch;
     rf_rec_t       *recs;
     relay_append_t  res;
@@ -120,6 +121,17 @@ relay_api_post_records(relayd_t *rd, relay_bucket_t *b, rf_buf_t *body,
     }
 
     if (relay_api_split(batch, &recs, &n, r) != 0) {
+        goto done;
+    }
+
+    wait = relayd_rate_take(rd, b, n);
+
+    if (wait > 0) {
+        relay_reply_error(r, 429, "too_many_requests", "bucket \"%s\" takes "
+                          "at most %" PRId64 " records/s",
+                          relay_bucket_conf(b)->name,
+                          relay_bucket_conf(b)->rate);
+        r->retry_after = wait;
         goto done;
     }
 

@@ -38,6 +38,8 @@ typedef struct {
     uint64_t                    max_size;   /* bytes, file + WAL */
     uint64_t                    ttl;        /* ms, 0: none */
     int                         overflow;   /* RELAY_OVERFLOW_* */
+    int64_t                     rate;       /* records/s in, 0: no limit
+                                               (kept by the HTTP front) */
     char                       *consumers[RELAY_MAX_CONSUMERS];
     size_t                      nconsumers; /* declared */
 } relay_bucket_conf_t;

@@ -200,6 +200,10 @@ main(int argc, char **argv)
 
     relayd_signals();
 
+    if (pthread_mutex_init(&rd->rate_lock, NULL) != 0) {
+        fatalx("pthread_mutex_init failed");
+    }
+
     rd->started_ms = relayd_now_ms();
 
     if (relayd_open_buckets(rd, err, sizeof(err)) != 0) {
@@ -225,6 +229,7 @@ main(int argc, char **argv)
     relay_stats_free();
     relayd_conf_free(&rd->conf);
     pthread_rwlock_destroy(&rd->lock);
+    pthread_mutex_destroy(&rd->rate_lock);
     free(rd);
 
     log_info("exited");
@@ -305,6 +310,8 @@ relayd_open_buckets(relayd_t *rd, char *err, size_t errlen)
             return -1;
         }
 
+        rf_ratelimit_init(&rd->rate[i], (double) rd->conf.buckets[i].rate,
+                          0, rf_now_ns());
         __atomic_store_n(&rd->nbuckets, i + 1, __ATOMIC_RELEASE);
     }
 
@@ -323,6 +330,30 @@ relayd_close_buckets(relayd_t *rd)
     }
 
     rd->nbuckets = 0;
+}
+
+
+uint64_t
+relayd_rate_take(relayd_t *rd, relay_bucket_t *b, size_t n)
+{
+    size_t    i, nb;
+    uint64_t  wait;
+
+    nb = __atomic_load_n(&rd->nbuckets, __ATOMIC_ACQUIRE);
+
+    for (i = 0; i < nb && rd->buckets[i] != b; i++) {
+        /* void */
+    }
+
+    if (i == nb) {
+        return 0;
+    }
+
+    pthread_mutex_lock(&rd->rate_lock);
+    wait = rf_ratelimit_take(&rd->rate[i], (double) n, rf_now_ns());
+    pthread_mutex_unlock(&rd->rate_lock);
+
+    return wait ? (wait + 999999999) / 1000000000 : 0;
 }
 
 
@@ -455,6 +486,8 @@ relayd_reload(relayd_t *rd)
 
         rd->conf.nbuckets++;
         rd->buckets[rd->nbuckets] = b;
+        rf_ratelimit_init(&rd->rate[rd->nbuckets],
+                          (double) rd->conf.buckets[i].rate, 0, rf_now_ns());
         __atomic_store_n(&rd->nbuckets, rd->nbuckets + 1, __ATOMIC_RELEASE);
 
         log_info("reload: bucket \"%s\" added", rd->conf.buckets[i].name);
@@ -488,6 +521,14 @@ relayd_reload(relayd_t *rd)
         }
 
         pthread_rwlock_unlock(&rd->lock);
+
+        if (nc->buckets[j].rate != rd->conf.buckets[i].rate) {
+            rd->conf.buckets[i].rate = nc->buckets[j].rate;
+            pthread_mutex_lock(&rd->rate_lock);
+            rf_ratelimit_init(&rd->rate[i], (double) nc->buckets[j].rate, 0,
+                              rf_now_ns());
+            pthread_mutex_unlock(&rd->rate_lock);
+        }
     }
 
     log_setverbose(nc->log_level);

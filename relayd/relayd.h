@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "rf_buf.h"
+#include "rf_ratelimit.h"
 #include "relay_bucket.h"
 
 
@@ -49,6 +50,8 @@ typedef struct {
     relay_bucket_t             *buckets[RELAYD_MAX_BUCKETS];
     size_t                      nbuckets;
     pthread_rwlock_t            lock;
+    pthread_mutex_t             rate_lock;  /* guards rate[] */
+    rf_ratelimit_t              rate[RELAYD_MAX_BUCKETS];
     uint64_t                    started_ms;
     volatile int                quit;
 } relayd_t;
@@ -83,6 +86,12 @@ void relay_http_stop(void);
 
 /* The bucket named name (len bytes), or NULL. */
 relay_bucket_t *relayd_bucket(relayd_t *rd, const char *name, size_t len);
+
+/*
+ * The bucket's ingest rate limit: 0 when n records may go in now, else
+ * the seconds to wait (nothing taken).
+ */
+uint64_t relayd_rate_take(relayd_t *rd, relay_bucket_t *b, size_t n);
 
 
 /* Heartbeats: remember a system's latest report.  0, or -1 with err. */

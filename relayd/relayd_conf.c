@@ -109,6 +109,9 @@ static const rf_conf_cmd_t  relayd_bucket_cmds[] = {
     { "overflow", RF_CONF_ENUM, offsetof(relayd_bucket_tmp_t, b.overflow),
       0, 0, "drop_oldest", relayd_overflow_names, NULL, 0 },
 
+    { "rate", RF_CONF_INT, offsetof(relayd_bucket_tmp_t, b.rate), 0,
+      100000000, "0", NULL, NULL, 0 },
+
     { "consumer", RF_CONF_CUSTOM, 0, 0, 0, NULL, NULL, relayd_conf_consumer,
       1 },
 

@@ -208,6 +208,24 @@ is(bucket_stats($relay, 'r')->{deleted_acked}, $accepted,
 no_errors_in_log($relay->log_text, 'relay log (retention)');
 $relay->stop;
 
+# ------------------------------------------------------------ rate
+
+$relay = start_relay(conf => "data \$RF_DATA;\nbucket q { token q; rate 100; }\n",
+                     tokens => { q => 'q' });
+is(relay_post($relay, 'q', records(100, 10, 1), ndjson => 1)->status, 200,
+   'rate 100: a second\'s worth at once is accepted');
+$r = relay_post($relay, 'q', records(50, 10, 101), ndjson => 1);
+is($r->status, 429, 'more right away: 429');
+is($r->json->{error}, 'too_many_requests', 'with a JSON error');
+ok($r->header('retry-after') >= 1, 'and Retry-After');
+is(bucket_stats($relay, 'q')->{records}, 100, 'nothing of it was stored');
+wait_until(sub {
+    relay_post($relay, 'q', records(50, 10, 101), ndjson => 1)->status == 200
+}, 10, 'accepted again after the wait');
+pass('accepted again once tokens came back');
+no_errors_in_log($relay->log_text, 'relay log (rate)');
+$relay->stop;
+
 # ------------------------------------------------------------ reload
 
 my $conf = "$dir/reload.conf";
