@@ -34,6 +34,12 @@ SPOOLD_LIBS = -lsqlite3 -lcurl -lzstd -lpthread
 RELAYD_SRCS = $(wildcard relayd/*.c)
 RELAYD_OBJS = $(RELAYD_SRCS:%.c=$(BUILD)/%.o)
 RELAYD_LIBS = -lsqlite3 -lmicrohttpd -lzstd -lz -lpthread
+PLAYERD_SRCS = $(wildcard playerd/*.c)
+PLAYERD_OBJS = $(PLAYERD_SRCS:%.c=$(BUILD)/%.o)
+APR_CFLAGS  := $(shell pkg-config --cflags apr-1 apr-util-1 2>/dev/null)
+APR_LIBS    := -laprutil-1 -lapr-1
+PLAYERD_LIBS = -lsqlite3 -lmicrohttpd -lcurl -lzstd $(APR_LIBS) -lpthread
+
 # the bucket engine, also linked by its unit test
 RELAY_BUCKET_OBJS = $(BUILD)/relayd/relay_bucket.o \
 		    $(BUILD)/relayd/relay_bucket_writer.o \
@@ -50,9 +56,10 @@ NGX_BUILD   = $(BUILD)/nginx
 
 .PHONY: all test asan demo bench clean
 
-all: $(BUILD)/rf-spoold $(BUILD)/rf-relayd $(MODULE) $(UNIT_BINS)
+all: $(BUILD)/rf-spoold $(BUILD)/rf-relayd $(BUILD)/rf-playerd $(MODULE) \
+     $(UNIT_BINS)
 
-$(BUILD)/%.o: %.c $(COMMON_HDRS) $(wildcard spoold/*.h relayd/*.h)
+$(BUILD)/%.o: %.c $(COMMON_HDRS) $(wildcard spoold/*.h relayd/*.h playerd/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
@@ -64,6 +71,13 @@ $(BUILD)/rf-spoold: $(SPOOLD_OBJS) $(BUILD)/libreplayforge.a
 
 $(BUILD)/rf-relayd: $(RELAYD_OBJS) $(BUILD)/libreplayforge.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(RELAYD_LIBS)
+
+$(BUILD)/playerd/%.o: playerd/%.c $(COMMON_HDRS) $(wildcard playerd/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(APR_CFLAGS) -c -o $@ $<
+
+$(BUILD)/rf-playerd: $(PLAYERD_OBJS) $(BUILD)/libreplayforge.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PLAYERD_LIBS)
 
 $(BUILD)/unit/bucket_test: t/unit/bucket_test.c $(RELAY_BUCKET_OBJS) \
 			   $(BUILD)/libreplayforge.a $(COMMON_HDRS)
@@ -122,6 +136,7 @@ bench: all $(BUILD)/bench/ringfill $(BUILD)/bench/relayload
 	./bench/capture
 	./bench/instructions
 	./bench/relay
+	./bench/replay
 
 clean:
 	rm -rf build build-asan
