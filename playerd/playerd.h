@@ -1,0 +1,202 @@
+/*
+ * Copyright (C) ReplayForge contributors
+ *
+ * rf-playerd's core, between its own files: the configuration
+ * (player_conf.c), the relay client (player_pull.c), the pipelines
+ * (playerd.c, player_run.c), the dead-letter file and the heartbeat
+ * with the metrics (player_heartbeat.c).  The sinks only see player.h.
+ */
+
+#ifndef _PLAYERD_H_INCLUDED_
+#define _PLAYERD_H_INCLUDED_
+
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+#include "player.h"
+
+
+#define PLAYER_MAX_BUCKETS      64
+#define PLAYER_MAX_SINKS        32
+#define PLAYER_BACKOFF_MAX_MS   5000        /* retries of a sink */
+#define PLAYER_RELAY_BACKOFF_MS 10000       /* relay errors, at most */
+#define PLAYER_TOKEN_MAX        4096
+
+
+typedef struct {
+    char                       *name;
+    char                       *consumer;
+    char                       *token;      /* NULL: the top level's */
+    int64_t                     batch;
+    uint64_t                    wait;       /* ms */
+    player_sink_t              *sinks[PLAYER_MAX_SINKS];
+    size_t                      nsinks;
+} player_bucket_conf_t;
+
+
+typedef struct {
+    char                       *relay;
+    char                       *token;
+    char                       *token_file;
+    char                       *id;
+    char                       *api_listen;
+    char                       *htpasswd;
+    char                       *dead_letter;
+    int64_t                     max_tries;
+    uint64_t                    retry_backoff;  /* ms */
+    uint64_t                    heartbeat;      /* ms, 0: none */
+    int                         log_level;
+    player_bucket_conf_t        buckets[PLAYER_MAX_BUCKETS];
+    size_t                      nbuckets;
+} player_conf_t;
+
+
+/* player_conf.c */
+
+int player_conf_flag(const char *name, const char *value);
+int player_conf_load(player_conf_t *conf, const char *file, char *err,
+    size_t errlen);
+void player_conf_free(player_conf_t *conf);
+int player_conf_test(const char *file);
+const char *player_bucket_token(const player_conf_t *conf,
+    const player_bucket_conf_t *b);
+
+
+/* player_pull.c: one libcurl handle, stoppable from another thread */
+
+#define PLAYER_HTTP_BODY_MAX    (2 * (size_t) RF_REC_MAX_SIZE + 65536)
+
+typedef struct {
+    CURLM                      *multi;
+    CURL                       *easy;
+    const int                  *stop;
+    rf_buf_t                    body;
+    rf_buf_t                    url;
+    uint64_t                    last_seq;   /* X-RF-Last-Seq, 0: none */
+    int                         overflow;
+    char                        error[CURL_ERROR_SIZE];
+} player_http_t;
+
+typedef struct {
+    long                        status;     /* 0: no answer */
+    const char                 *error;      /* when -1 */
+} player_http_res_t;
+
+int player_http_init(player_http_t *h, const int *stop, char *err,
+    size_t errlen);
+void player_http_free(player_http_t *h);
+void player_http_wakeup(player_http_t *h);
+
+/*
+ * GET records after "after" (0: after the consumer's cursor) into
+ * h->body; 0 with res->status set (200, 204, ...), or -1 with errno
+ * ECANCELED when stopped, EIO on a transport error.
+ */
+int player_http_pull(player_http_t *h, const char *relay,
+    const char *bucket, const char *consumer, const char *token,
+    uint64_t after, int64_t max, uint64_t wait_ms, player_http_res_t *res);
+int player_http_ack(player_http_t *h, const char *relay, const char *bucket,
+    const char *consumer, const char *token, uint64_t upto,
+    player_http_res_t *res);
+int player_http_post_json(player_http_t *h, const char *url,
+    const char *token, const void *body, size_t len, uint64_t timeout_ms,
+    player_http_res_t *res);
+/* the answer's first bytes as one printable line */
+void player_http_body_text(player_http_t *h, char *text, size_t size);
+
+
+/* a pulled batch: the answer's bytes and views of its records */
+typedef struct {
+    rf_buf_t                    body;
+    player_rec_t               *recs;
+    size_t                      n;
+    size_t                      cap;
+    uint64_t                    last_seq;
+} player_chunk_t;
+
+
+/* one bucket's pipeline: a fetcher thread one batch ahead, a sink thread */
+typedef struct {
+    player_conf_t              *conf;
+    player_bucket_conf_t       *bc;
+    const char                 *token;
+
+    int                         stop;
+    pthread_t                   fetch_tid;
+    pthread_t                   pipe_tid;
+    unsigned                    fetch_started:1;
+    unsigned                    pipe_started:1;
+
+    pthread_mutex_t             lock;
+    pthread_cond_t              cond;
+    player_chunk_t             *ready;      /* fetched, not yet taken */
+
+    player_http_t               fetch_http;
+    player_http_t               ack_http;
+
+    /* __atomic: read by the heartbeat and the metrics */
+    uint64_t                    pulled;
+    uint64_t                    acked_seq;
+    uint64_t                    seen_seq;
+    uint64_t                    dead;
+    uint64_t                    errors;
+    int                         running;
+} player_pipe_t;
+
+
+/* player_pull.c: pull a batch (retried until it came), ack one */
+
+int player_pull_batch(player_pipe_t *p, uint64_t after,
+    player_chunk_t **out);
+int player_pull_ack(player_pipe_t *p, uint64_t upto);
+void player_chunk_free(player_chunk_t *c);
+
+
+/* playerd.c: the running pipelines, under player_pipes_lock */
+
+extern pthread_rwlock_t   player_pipes_lock;
+extern player_pipe_t     *player_pipes;
+extern size_t             player_npipes;
+extern player_conf_t     *player_pipes_conf;
+
+
+/* player_run.c: a batch through every sink, and the dead-letter file */
+
+/* 0 when every sink took or dead-lettered every record; -1 stopped */
+int player_run_batch(player_pipe_t *p, player_chunk_t *c);
+int player_dead_open(const char *path, char *err, size_t errlen);
+void player_dead_close(void);
+
+
+/* player_heartbeat.c: the heartbeat thread; metrics and health */
+
+typedef struct {
+    uint64_t                    pulled;
+    uint64_t                    acked_seq;
+    uint64_t                    seen_seq;
+    uint64_t                    dead;
+    uint64_t                    errors;
+} player_bucket_stats_t;
+
+void player_bucket_stats(size_t i, player_bucket_stats_t *st);
+
+int player_heartbeat_start(player_conf_t *conf, char *err, size_t errlen);
+void player_heartbeat_stop(void);
+
+
+/* playerd.c */
+
+extern int  player_foreground;
+
+uint64_t player_now_ms(void);
+/* sleep ms, cut short when *stop becomes set; 0, or -1 when stopped */
+int player_sleep(const int *stop, uint64_t ms);
+/* ms at random in [ms/2, ms] */
+uint64_t player_jitter(uint64_t ms);
+
+
+#endif /* _PLAYERD_H_INCLUDED_ */
