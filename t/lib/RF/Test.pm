@@ -32,6 +32,7 @@ our @EXPORT = qw(
     start_spool spool_dump spool_stats
     relayd_path start_relay relay_request relay_post relay_get relay_ack
     relay_stats
+    player_path start_player
     log_errors no_errors_in_log
 );
 
@@ -822,6 +823,59 @@ sub relay_stats {
 }
 
 
+# ================================================================ player
+# (rf-playerd: start_player and its object, RF::Test::Player, below)
+
+sub player_path { build_dir() . '/rf-playerd' }
+
+# start_player(relay => $relay, conf => TEXT, args => [..], env => {..},
+#              dead_letter => PATH, no_wait => 1, binary => PATH)
+# The config text (written to a file, given with -c) may use $RF_RELAY
+# (the relay's URL), $RF_DIR (a private directory for the player's
+# files), $RF_DEAD (the dead-letter file) and $RF_API_PORT (a free port
+# for api_listen).  Unless the text or args name one, --dead-letter
+# $RF_DEAD is added, so nothing lands in the working directory.  Started
+# once its log says "started:"; restart() runs it again with the same
+# files, kill9() and stop() end it, reload() sends SIGHUP and waits for
+# the outcome in the log.
+sub start_player {
+    my (%o) = @_;
+    my $base = _unique('player');
+    my $self = bless {
+        dir      => "$base.d",
+        log      => "$base.log",
+        api_port => $o{api_port} // free_port(),
+        opts     => \%o,
+    }, 'RF::Test::Player';
+    mkdir $self->{dir} or croak "mkdir $self->{dir}: $!";
+    $self->{dead} = $o{dead_letter} // "$self->{dir}/dead.ndjson";
+    my @cmd = ($o{binary} // player_path(), '-d');
+    croak "RF::Test: $cmd[0] not found (run make first)" unless -x $cmd[0];
+    my %var = (RF_RELAY => $o{relay} ? $o{relay}->url : '',
+               RF_DIR => $self->{dir}, RF_DEAD => $self->{dead},
+               RF_API_PORT => $self->{api_port});
+    my $conf = $o{conf};
+    if (defined $conf) {
+        $conf =~ s/\$(RF_RELAY|RF_DIR|RF_DEAD|RF_API_PORT)\b/$var{$1}/g;
+        write_file("$base.conf", $conf);
+        $self->{conf} = "$base.conf";
+        push @cmd, '-c', "$base.conf";
+    }
+    my @args = map { my $a = $_;
+                     $a =~ s/\$(RF_RELAY|RF_DIR|RF_DEAD|RF_API_PORT)\b/$var{$1}/g;
+                     $a } @{ $o{args} || [] };
+    push @cmd, '--dead-letter', $self->{dead}
+        unless ($conf // '') =~ /\bdead_letter\b/
+               || grep { $_ eq '--dead-letter' } @args;
+    push @cmd, @args;
+    $self->{cmd} = \@cmd;
+    $self->_start;
+    push @LIVE, $self;
+    return $self;
+}
+
+
+
 # ---------------------------------------------------------------- cleanup
 
 END {
@@ -1184,6 +1238,64 @@ sub stop  { $_[0]->_signal_and_wait('TERM', $_[1] // 10) }
 sub kill9 { $_[0]->_signal_and_wait('KILL', 5) }
 
 
+package RF::Test::Player;
+
+use parent -norequire, 'RF::Test::Process';
+use Carp qw(croak);
+
+sub dir         { $_[0]{dir} }
+sub conf        { $_[0]{conf} }
+sub dead_letter { $_[0]{dead} }
+sub api_port    { $_[0]{api_port} }
+sub log_path    { $_[0]{log} }
+sub log_text    { RF::Test::read_file($_[0]{log}) }
+
+# started once the log says so past where it ended before (the sinks are
+# open and the pipelines run by then)
+sub _start {
+    my ($self) = @_;
+    $self->{status} = undef;
+    $self->{killed} = undef;
+    my $pos = -s $self->{log} // 0;
+    $self->{pid} = RF::Test::_spawn(exec => $self->{cmd},
+                                    env => $self->{opts}{env},
+                                    stdout => $self->{log},
+                                    stderr => $self->{log});
+    return $self if $self->{opts}{no_wait};
+    my $up = RF::Test::wait_until(sub {
+        return 1 unless $self->running;
+        return substr($self->log_text, $pos) =~ /\bstarted: /;
+    }, 20);
+    croak "rf-playerd did not start:\n" . $self->log_text
+        unless $up && $self->running;
+    return $self;
+}
+
+sub restart {
+    my ($self) = @_;
+    $self->stop if $self->running;
+    return $self->_start;
+}
+
+# SIGHUP; returns 1 when the log says "reloaded", 0 on "reload failed"
+sub reload {
+    my ($self) = @_;
+    my $pos = length $self->log_text;
+    kill 'HUP', $self->{pid};
+    my $res;
+    RF::Test::wait_until(sub {
+        my $new = substr($self->log_text, $pos);
+        $res = 1 if $new =~ /\breloaded: /;
+        $res = 0 if $new =~ /\breload failed/;
+        return defined $res;
+    }, 20, 'rf-playerd to reload');
+    return $res;
+}
+
+sub stop  { $_[0]->_signal_and_wait('TERM', $_[1] // 10) }
+sub kill9 { $_[0]->_signal_and_wait('KILL', 5) }
+
+
 package RF::Test::Response;
 
 sub new {
@@ -1420,6 +1532,21 @@ C<< ->ring >>, C<< ->buffer >>, C<< ->id >>, C<< ->pid >>.
 Run C<rf-spoold --dump|--stats --buffer $buffer> and return the decoded
 records (one JSON object per line) or the decoded stats object; die when
 the command fails.
+
+=head2 start_player(%opts), player_path()
+
+rf-playerd in the foreground (C<-d>), logging to its own file.  Options:
+C<relay> (an RF::Test::Relay object, for C<$RF_RELAY>), C<conf> (text
+written to a file and passed with C<-c>; C<$RF_RELAY>, C<$RF_DIR> (the
+player's own directory), C<$RF_DEAD> (the dead-letter file) and
+C<$RF_API_PORT> (a free port) are replaced, in C<args> too), C<args>
+(more flags), C<env>, C<dead_letter>, C<api_port>, C<binary>, C<no_wait>.
+C<--dead-letter $RF_DEAD> is added unless the text or the args name one.
+It counts as started when its log says C<started:>.  Methods: C<dir>,
+C<conf>, C<dead_letter>, C<api_port>, C<log_path>, C<log_text>,
+C<running>, C<stop> (SIGTERM, returns the exit code), C<kill9>,
+C<restart> (same files and ports), C<reload> (SIGHUP; 1 when the log
+says C<reloaded:>, 0 on C<reload failed>).
 
 =head2 log_errors($text, @allowed_regexes), no_errors_in_log($text, $name, @allowed_regexes)
 
