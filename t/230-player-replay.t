@@ -250,6 +250,12 @@ check_target($tgt{c2}, 'fan-out → second target');
 
 my @gone = grep { m{^/gone/} } keys %want;
 wait_until(sub { (() = hits($mis)) >= @exact }, 30, 'the compare target');
+# the nginx target's own access log: each method and uri exactly once
+my %logged;
+$logged{"$_->[1] $_->[2]"}++ for hits($mis);
+is_deeply(\%logged, { map { ("$want{$_}{method} $_" => 1) } keys %want },
+          'the nginx target logged every request once, method and uri '
+          . 'as captured');
 wait_until(sub { -s "$dir/mismatch.ndjson"
                  && (() = read_file("$dir/mismatch.ndjson") =~ /\n/g)
                     >= @gone }, 10, 'mismatch lines');
