@@ -9,6 +9,8 @@
  */
 
 
+#include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -395,6 +397,69 @@ rf_conf_parse_msec(const char *s, uint64_t *ms)
     *ms = total;
 
     return 0;
+}
+
+
+/* the whole file is the token, without trailing blanks and newlines */
+
+int
+rf_conf_token_file(const char *path, size_t max, char **token, char *err,
+    size_t errlen)
+{
+    char    *buf, *t;
+    FILE    *f;
+    size_t   n;
+
+    buf = malloc(max + 2);
+    if (buf == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read token_file \"%s\": %s", path,
+                 strerror(errno));
+        goto failed;
+    }
+
+    n = fread(buf, 1, max + 1, f);
+    fclose(f);
+
+    if (n > max) {
+        snprintf(err, errlen, "token_file \"%s\" is longer than %zu bytes",
+                 path, max);
+        goto failed;
+    }
+
+    while (n > 0 && isspace((unsigned char) buf[n - 1])) {
+        n--;
+    }
+
+    buf[n] = '\0';
+
+    if (n == 0 || memchr(buf, '\0', n) != NULL) {
+        snprintf(err, errlen, "token_file \"%s\" holds no token", path);
+        goto failed;
+    }
+
+    t = strdup(buf);
+    if (t == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto failed;
+    }
+
+    free(buf);
+    free(*token);
+    *token = t;
+
+    return 0;
+
+failed:
+
+    free(buf);
+
+    return -1;
 }
 
 

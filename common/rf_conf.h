@@ -105,5 +105,12 @@ int rf_conf_parse_size(const char *s, uint64_t *bytes);
 int rf_conf_parse_msec(const char *s, uint64_t *ms);
 int rf_conf_parse_int(const char *s, int64_t *v);
 
+/*
+ * A token_file: the whole file, without trailing blanks, at most max
+ * bytes; it replaces *token (freed).  0, or -1 with err set.
+ */
+int rf_conf_token_file(const char *path, size_t max, char **token,
+    char *err, size_t errlen);
+
 
 #endif /* _RF_CONF_H_INCLUDED_ */

@@ -36,8 +36,6 @@ static int player_conf_sink(const rf_conf_cmd_t *cmd,
 static void player_sink_free(player_sink_t *s);
 static void player_bucket_conf_free(player_bucket_conf_t *b);
 static int player_valid_name(const char *name);
-static int player_conf_token_file(const char *path, char **token,
-    char *err, size_t errlen);
 static int player_conf_flags_text(rf_buf_t *b, char *err, size_t errlen);
 static int player_conf_quote(rf_buf_t *b, const char *s);
 static int player_conf_check(player_conf_t *conf, char *err, size_t errlen);
@@ -388,55 +386,6 @@ player_bucket_token(const player_conf_t *conf, const player_bucket_conf_t *b)
 }
 
 
-/* the whole file is the token, without trailing blanks and newlines */
-
-static int
-player_conf_token_file(const char *path, char **token, char *err,
-    size_t errlen)
-{
-    char    buf[PLAYER_TOKEN_MAX + 2];
-    FILE   *f;
-    size_t  n;
-
-    f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "cannot read token_file \"%s\": %s", path,
-                 strerror(errno));
-        return -1;
-    }
-
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-
-    if (n > PLAYER_TOKEN_MAX) {
-        snprintf(err, errlen, "token_file \"%s\" is longer than %d bytes",
-                 path, PLAYER_TOKEN_MAX);
-        return -1;
-    }
-
-    while (n > 0 && isspace((unsigned char) buf[n - 1])) {
-        n--;
-    }
-
-    buf[n] = '\0';
-
-    if (n == 0 || memchr(buf, '\0', n) != NULL) {
-        snprintf(err, errlen, "token_file \"%s\" holds no token", path);
-        return -1;
-    }
-
-    free(*token);
-
-    *token = strdup(buf);
-    if (*token == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-
-    return 0;
-}
-
-
 /* a value as one quoted token: no ${ENV}, no escapes left to chance */
 
 static int
@@ -672,9 +621,8 @@ player_conf_check(player_conf_t *conf, char *err, size_t errlen)
     }
 
     if (conf->token_file != NULL
-        && player_conf_token_file(conf->token_file, &conf->token, err,
-                                  errlen)
-           != 0)
+        && rf_conf_token_file(conf->token_file, PLAYER_TOKEN_MAX,
+                              &conf->token, err, errlen) != 0)
     {
         return -1;
     }

@@ -25,7 +25,7 @@ typedef struct {
     player_conf_t              *conf;
     int                         stop;
     pthread_t                   tid;
-    player_http_t               http;
+    rf_http_client_t            http;
     char                        host[256];
     uint64_t                   *last_pulled;
     uint64_t                    last_ms;
@@ -82,7 +82,7 @@ player_heartbeat_start(player_conf_t *conf, char *err, size_t errlen)
 
     if (pthread_create(&hb->tid, NULL, player_hb_thread, hb) != 0) {
         snprintf(err, errlen, "pthread_create failed");
-        player_http_free(&hb->http);
+        rf_http_free(&hb->http);
         free(hb->last_pulled);
         free(hb);
         return -1;
@@ -107,10 +107,10 @@ player_heartbeat_stop(void)
     player_hb = NULL;
 
     __atomic_store_n(&hb->stop, 1, __ATOMIC_RELEASE);
-    player_http_wakeup(&hb->http);
+    rf_http_wakeup(&hb->http);
     pthread_join(hb->tid, NULL);
 
-    player_http_free(&hb->http);
+    rf_http_free(&hb->http);
     free(hb->last_pulled);
     free(hb);
 }
@@ -152,7 +152,7 @@ player_hb_send(player_hb_t *hb, size_t i, uint64_t now)
     int                    rc;
     char                   text[256];
     rf_buf_t               body, url;
-    player_http_res_t      res;
+    rf_http_res_t          res;
     player_bucket_conf_t  *bc;
 
     bc = &hb->conf->buckets[i];
@@ -183,7 +183,7 @@ player_hb_send(player_hb_t *hb, size_t i, uint64_t now)
     }
 
     if (res.status != 204 && res.status != 200) {
-        player_http_body_text(&hb->http, text, sizeof(text));
+        rf_http_body_text(res.body, text, sizeof(text));
         log_warnx("relay %s: heartbeat refused: %ld %s", hb->conf->relay,
                   res.status, text);
     }

@@ -530,8 +530,8 @@ player_stop(void)
         pthread_cond_broadcast(&p->cond);
         pthread_mutex_unlock(&p->lock);
 
-        player_http_wakeup(&p->fetch_http);
-        player_http_wakeup(&p->ack_http);
+        rf_http_wakeup(&p->fetch_http);
+        rf_http_wakeup(&p->ack_http);
     }
 
     for (i = 0; i < n; i++) {
@@ -560,8 +560,8 @@ player_stop(void)
             s->ctx = NULL;
         }
 
-        player_http_free(&p->fetch_http);
-        player_http_free(&p->ack_http);
+        rf_http_free(&p->fetch_http);
+        rf_http_free(&p->ack_http);
         pthread_mutex_destroy(&p->lock);
         pthread_cond_destroy(&p->cond);
     }

@@ -15,9 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <curl/curl.h>
-
 #include "player.h"
+#include "rf_http.h"
 
 
 #define PLAYER_MAX_BUCKETS      64
@@ -66,47 +65,27 @@ const char *player_bucket_token(const player_conf_t *conf,
     const player_bucket_conf_t *b);
 
 
-/* player_pull.c: one libcurl handle, stoppable from another thread */
+/* player_pull.c: the relay API over rf_http (one handle a thread) */
 
 #define PLAYER_HTTP_BODY_MAX    (2 * (size_t) RF_REC_MAX_SIZE + 65536)
 
-typedef struct {
-    CURLM                      *multi;
-    CURL                       *easy;
-    const int                  *stop;
-    rf_buf_t                    body;
-    rf_buf_t                    url;
-    uint64_t                    last_seq;   /* X-RF-Last-Seq, 0: none */
-    int                         overflow;
-    char                        error[CURL_ERROR_SIZE];
-} player_http_t;
-
-typedef struct {
-    long                        status;     /* 0: no answer */
-    const char                 *error;      /* when -1 */
-} player_http_res_t;
-
-int player_http_init(player_http_t *h, const int *stop, char *err,
+int player_http_init(rf_http_client_t *h, const int *stop, char *err,
     size_t errlen);
-void player_http_free(player_http_t *h);
-void player_http_wakeup(player_http_t *h);
 
 /*
  * GET records after "after" (0: after the consumer's cursor) into
  * h->body; 0 with res->status set (200, 204, ...), or -1 with errno
  * ECANCELED when stopped, EIO on a transport error.
  */
-int player_http_pull(player_http_t *h, const char *relay,
+int player_http_pull(rf_http_client_t *h, const char *relay,
     const char *bucket, const char *consumer, const char *token,
-    uint64_t after, int64_t max, uint64_t wait_ms, player_http_res_t *res);
-int player_http_ack(player_http_t *h, const char *relay, const char *bucket,
-    const char *consumer, const char *token, uint64_t upto,
-    player_http_res_t *res);
-int player_http_post_json(player_http_t *h, const char *url,
+    uint64_t after, int64_t max, uint64_t wait_ms, rf_http_res_t *res);
+int player_http_ack(rf_http_client_t *h, const char *relay,
+    const char *bucket, const char *consumer, const char *token,
+    uint64_t upto, rf_http_res_t *res);
+int player_http_post_json(rf_http_client_t *h, const char *url,
     const char *token, const void *body, size_t len, uint64_t timeout_ms,
-    player_http_res_t *res);
-/* the answer's first bytes as one printable line */
-void player_http_body_text(player_http_t *h, char *text, size_t size);
+    rf_http_res_t *res);
 
 
 /* a pulled batch: the answer's bytes and views of its records */
@@ -135,8 +114,8 @@ typedef struct {
     pthread_cond_t              cond;
     player_chunk_t             *ready;      /* fetched, not yet taken */
 
-    player_http_t               fetch_http;
-    player_http_t               ack_http;
+    rf_http_client_t            fetch_http;
+    rf_http_client_t            ack_http;
 
     /* __atomic: read by the heartbeat and the metrics */
     uint64_t                    pulled;

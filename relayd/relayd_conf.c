@@ -42,8 +42,6 @@ static int relayd_conf_bucket(const rf_conf_cmd_t *cmd,
     const rf_conf_node_t *node, void *conf, char *err, size_t errlen);
 static int relayd_conf_consumer(const rf_conf_cmd_t *cmd,
     const rf_conf_node_t *node, void *conf, char *err, size_t errlen);
-static int relayd_conf_token_file(const char *path, char **token, char *err,
-    size_t errlen);
 static int relayd_conf_check(relayd_conf_t *conf, char *err, size_t errlen);
 static void relayd_bucket_conf_free(relay_bucket_conf_t *b);
 
@@ -253,8 +251,8 @@ relayd_conf_bucket(const rf_conf_cmd_t *cmd, const rf_conf_node_t *node,
     }
 
     if (t.token_file != NULL) {
-        if (relayd_conf_token_file(t.token_file, &t.b.token, err, errlen)
-            != 0)
+        if (rf_conf_token_file(t.token_file, RELAYD_TOKEN_MAX, &t.b.token,
+                               err, errlen) != 0)
         {
             goto failed;
         }
@@ -333,53 +331,6 @@ relayd_conf_consumer(const rf_conf_cmd_t *cmd, const rf_conf_node_t *node,
     }
 
     t->b.nconsumers++;
-
-    return 0;
-}
-
-
-/* the whole file is the token, without trailing blanks and newlines */
-
-static int
-relayd_conf_token_file(const char *path, char **token, char *err,
-    size_t errlen)
-{
-    char    buf[RELAYD_TOKEN_MAX + 2];
-    FILE   *f;
-    size_t  n;
-
-    f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "cannot read token_file \"%s\": %s", path,
-                 strerror(errno));
-        return -1;
-    }
-
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-
-    if (n > RELAYD_TOKEN_MAX) {
-        snprintf(err, errlen, "token_file \"%s\" is longer than %d bytes",
-                 path, RELAYD_TOKEN_MAX);
-        return -1;
-    }
-
-    while (n > 0 && isspace((unsigned char) buf[n - 1])) {
-        n--;
-    }
-
-    buf[n] = '\0';
-
-    if (n == 0 || memchr(buf, '\0', n) != NULL) {
-        snprintf(err, errlen, "token_file \"%s\" holds no token", path);
-        return -1;
-    }
-
-    *token = strdup(buf);
-    if (*token == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
 
     return 0;
 }

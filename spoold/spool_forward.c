@@ -184,7 +184,7 @@ spool_fwd_stop(spool_fwd_t *f)
     __atomic_store_n(&f->stop, 1, __ATOMIC_RELEASE);
 
     if (f->http_live) {
-        spool_http_wakeup(&f->http);
+        rf_http_wakeup(&f->http);
     }
 
     pthread_cond_broadcast(&f->cond);
@@ -331,12 +331,18 @@ spool_fwd_open(spool_fwd_t *f)
     f->zctx = ZSTD_createCCtx();
 
     if (f->zctx == NULL
-        || spool_http_init(&f->http, &f->stop, err, sizeof(err)) != 0)
+        || rf_http_init(&f->http, SPOOLD_NAME "/" SPOOLD_VERSION, &f->stop,
+                        err, sizeof(err)) != 0)
     {
         log_warnx("forwarder: %s", f->zctx ? err : "no memory for zstd");
         spool_fwd_close(f);
         return -1;
     }
+
+    /* only errors are read of an answer: the rest is cut */
+
+    f->http.body_max = SPOOL_FWD_BODY_MAX;
+    f->http.body_cut = 1;
 
     pthread_mutex_lock(&f->lock);
     f->http_live = 1;
@@ -353,7 +359,7 @@ spool_fwd_close(spool_fwd_t *f)
 
     if (f->http_live) {
         f->http_live = 0;
-        spool_http_free(&f->http);
+        rf_http_free(&f->http);
     }
 
     pthread_mutex_unlock(&f->lock);

@@ -16,17 +16,18 @@
 #include <zstd.h>
 
 #include "rf_buf.h"
+#include "rf_http.h"
 #include "rf_ratelimit.h"
 #include "rf_ring.h"
 #include "spoold.h"
 #include "spool_forward.h"
-#include "spool_http.h"
 #include "spool_store.h"
 
 
 #define SPOOL_FWD_ACKS          64
 #define SPOOL_FWD_ERROR_MAX     256
 #define SPOOL_FWD_REOPEN        (1000 * 1000000ULL)     /* ns */
+#define SPOOL_FWD_BODY_MAX      4096    /* of an answer: a JSON error */
 
 
 typedef struct {
@@ -80,7 +81,7 @@ struct spool_fwd_s {
     /* the forwarder's */
     spoold_conf_t               conf;       /* a copy */
     spool_store_t              *store;
-    spool_http_t                http;
+    rf_http_client_t            http;
     ZSTD_CCtx                  *zctx;
     rf_buf_t                    zbuf;       /* a batch compressed, JSON */
     rf_buf_t                    text;       /* a URL */

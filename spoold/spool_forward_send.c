@@ -39,11 +39,11 @@ static int spool_fwd_url(spool_fwd_t *f, const char *path,
     const rf_str_t *bucket);
 static struct curl_slist *spool_fwd_headers(spool_fwd_t *f,
     const char *type, const char *token, int zstd);
+static int spool_fwd_post(spool_fwd_t *f, struct curl_slist *headers,
+    uint64_t connect_ms, uint64_t timeout_ms, rf_http_res_t *res);
 static const char *spool_fwd_token_for(spool_fwd_t *f,
     const rf_str_t *bucket);
 static uint64_t spool_fwd_jitter(spool_fwd_t *f, uint64_t base);
-static void spool_fwd_body_text(const rf_buf_t *body, char *out,
-    size_t len);
 
 
 void
@@ -53,7 +53,7 @@ spool_fwd_send(spool_fwd_t *f)
     char                 text[512];
     size_t               bound, n;
     const char          *token;
-    spool_http_res_t     res;
+    rf_http_res_t        res;
     spool_fwd_batch_t   *bt;
     struct curl_slist   *headers;
     rf_str_t             bucket;
@@ -99,9 +99,8 @@ spool_fwd_send(spool_fwd_t *f)
         return;
     }
 
-    rc = spool_http_post(&f->http, (const char *) f->text.data, headers,
-                         f->zbuf.data, f->zbuf.len, SPOOL_FWD_CONNECT_MS,
-                         SPOOL_FWD_TIMEOUT_MS, &res);
+    rc = spool_fwd_post(f, headers, SPOOL_FWD_CONNECT_MS,
+                        SPOOL_FWD_TIMEOUT_MS, &res);
 
     curl_slist_free_all(headers);
 
@@ -115,7 +114,7 @@ spool_fwd_send(spool_fwd_t *f)
         return;
     }
 
-    spool_fwd_body_text(res.body, text, sizeof(text));
+    rf_http_body_text(res.body, text, sizeof(text));
 
     switch (res.status) {
 
@@ -270,7 +269,7 @@ spool_fwd_heartbeat(spool_fwd_t *f, uint64_t now)
     int                 rc;
     char                text[256];
     const char         *token;
-    spool_http_res_t    res;
+    rf_http_res_t       res;
     struct curl_slist  *headers;
 
     token = f->conf.token;
@@ -294,9 +293,8 @@ spool_fwd_heartbeat(spool_fwd_t *f, uint64_t now)
         return;
     }
 
-    rc = spool_http_post(&f->http, (const char *) f->text.data, headers,
-                         f->zbuf.data, f->zbuf.len, SPOOL_FWD_HB_CONNECT_MS,
-                         SPOOL_FWD_HB_TIMEOUT_MS, &res);
+    rc = spool_fwd_post(f, headers, SPOOL_FWD_HB_CONNECT_MS,
+                        SPOOL_FWD_HB_TIMEOUT_MS, &res);
 
     curl_slist_free_all(headers);
 
@@ -313,7 +311,7 @@ spool_fwd_heartbeat(spool_fwd_t *f, uint64_t now)
     }
 
     if (res.status != 204 && res.status != 200) {
-        spool_fwd_body_text(res.body, text, sizeof(text));
+        rf_http_body_text(res.body, text, sizeof(text));
         log_warnx("relay %s: heartbeat refused: %ld %s", f->conf.relay,
                   res.status, text);
     }
@@ -474,6 +472,25 @@ failed:
 }
 
 
+/* f->zbuf to the URL in f->text */
+
+static int
+spool_fwd_post(spool_fwd_t *f, struct curl_slist *headers,
+    uint64_t connect_ms, uint64_t timeout_ms, rf_http_res_t *res)
+{
+    rf_http_req_t  req;
+
+    req.url = (const char *) f->text.data;
+    req.headers = headers;
+    req.body = f->zbuf.data;
+    req.len = f->zbuf.len;
+    req.connect_ms = connect_ms;
+    req.timeout_ms = timeout_ms;
+
+    return rf_http_request(&f->http, &req, res);
+}
+
+
 static const char *
 spool_fwd_token_for(spool_fwd_t *f, const rf_str_t *bucket)
 {
@@ -493,26 +510,3 @@ spool_fwd_jitter(spool_fwd_t *f, uint64_t base)
 
     return base / 2 + f->rng % (base / 2 + 1);
 }
-
-
-/* the relay's answer for a log line: printable, on one line */
-
-static void
-spool_fwd_body_text(const rf_buf_t *body, char *out, size_t len)
-{
-    size_t  i, n;
-
-    n = 0;
-
-    for (i = 0; i < body->len && n + 1 < len; i++) {
-        out[n++] = (body->data[i] >= 0x20 && body->data[i] < 0x7f)
-                   ? (char) body->data[i] : ' ';
-    }
-
-    while (n > 0 && out[n - 1] == ' ') {
-        n--;
-    }
-
-    out[n] = '\0';
-}
-
