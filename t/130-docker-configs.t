@@ -26,7 +26,8 @@ sub nginx_t_file {
     write_file("$dir/$name", $conf);
     my ($code, $out, $err) = run_cmd(['/usr/sbin/nginx', '-t', '-p', $dir,
                                       '-c', "$dir/$name", '-e',
-                                      "$dir/error.log"]);
+                                      "$dir/error.log"],
+                                     env => RF::Test::_nginx_env());
     is($code, 0, "nginx -t docker/$name") or diag($err);
 }
 
