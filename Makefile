@@ -23,7 +23,7 @@ MODULE_COMMON = common/rf_ring.c common/rf_record.c common/rf_crc32c.c \
 COMMON_SRCS = $(MODULE_COMMON) common/rf_conf.c common/rf_conf_parse.c \
 	      common/rf_log.c common/rf_json.c common/rf_json_rec.c \
 	      common/rf_ratelimit.c common/rf_http.c \
-	      common/rf_sqlite.c
+	      common/rf_sqlite.c common/rf_check.c
 COMMON_HDRS = $(wildcard common/*.h)
 COMMON_OBJS = $(COMMON_SRCS:%.c=$(BUILD)/%.o)
 

@@ -25,6 +25,7 @@
 #include "rf_log.h"
 #include "player.h"
 #include "player_api.h"
+#include "rf_check.h"
 #include "player_api_int.h"
 #include "player_htpasswd.h"
 
@@ -53,7 +54,6 @@ static int player_api_body_row(uint64_t seq, const unsigned char *data,
     size_t len, void *arg);
 static enum MHD_Result player_api_send(struct MHD_Connection *c,
     player_reply_t *r);
-static int player_api_addr(const char *s, struct sockaddr_storage *ss);
 static void player_api_notify(void *cls, struct MHD_Connection *c,
     void **socket_context, enum MHD_ConnectionNotificationCode toe);
 static void player_api_log(void *cls, const char *fmt, va_list ap);
@@ -75,10 +75,11 @@ int
 player_api_start(const char *addr, const char *htpasswd, char *err,
     size_t errlen)
 {
+    size_t                   socklen;
     unsigned                 flags;
     struct sockaddr_storage  ss;
 
-    if (player_api_addr(addr, &ss) != 0) {
+    if (rf_parse_addr(addr, &ss, &socklen) != 0) {
         snprintf(err, errlen, "invalid api_listen address \"%s\": use "
                  "IPV4:PORT or [IPV6]:PORT", addr);
         return -1;
@@ -672,61 +673,3 @@ player_api_send(struct MHD_Connection *c, player_reply_t *r)
 }
 
 
-static int
-player_api_addr(const char *s, struct sockaddr_storage *ss)
-{
-    char                 host[64], *end;
-    long                 port;
-    size_t               n;
-    const char          *colon;
-    struct sockaddr_in  *sin;
-    struct sockaddr_in6 *sin6;
-
-    colon = strrchr(s, ':');
-    if (colon == NULL) {
-        return -1;
-    }
-
-    errno = 0;
-    port = strtol(colon + 1, &end, 10);
-
-    if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 0
-        || port > 65535)
-    {
-        return -1;
-    }
-
-    n = colon - s;
-
-    if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
-        s++;
-        n -= 2;
-    }
-
-    if (n == 0 || n >= sizeof(host)) {
-        return -1;
-    }
-
-    memcpy(host, s, n);
-    host[n] = '\0';
-
-    memset(ss, 0, sizeof(struct sockaddr_storage));
-
-    sin = (struct sockaddr_in *) ss;
-
-    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((uint16_t) port);
-        return 0;
-    }
-
-    sin6 = (struct sockaddr_in6 *) ss;
-
-    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons((uint16_t) port);
-        return 0;
-    }
-
-    return -1;
-}

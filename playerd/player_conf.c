@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "rf_check.h"
 #include "rf_conf.h"
 #include "rf_log.h"
 #include "playerd.h"
@@ -35,7 +36,6 @@ static int player_conf_sink(const rf_conf_cmd_t *cmd,
     const rf_conf_node_t *node, void *conf, char *err, size_t errlen);
 static void player_sink_free(player_sink_t *s);
 static void player_bucket_conf_free(player_bucket_conf_t *b);
-static int player_valid_name(const char *name);
 static int player_conf_flags_text(rf_buf_t *b, char *err, size_t errlen);
 static int player_conf_quote(rf_buf_t *b, const char *s);
 static int player_conf_check(player_conf_t *conf, char *err, size_t errlen);
@@ -133,29 +133,6 @@ player_conf_flag(const char *name, const char *value)
 }
 
 
-static int
-player_valid_name(const char *name)
-{
-    size_t  i, len;
-
-    len = strlen(name);
-
-    if (len == 0 || len > PLAYER_NAME_MAX) {
-        return 0;
-    }
-
-    for (i = 0; i < len; i++) {
-        if (!isalnum((unsigned char) name[i]) && name[i] != '.'
-            && name[i] != '_' && name[i] != '-')
-        {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
 /* "bucket NAME { consumer C; ... sink TYPE NAME { ... } ... }" */
 
 static int
@@ -176,7 +153,7 @@ player_conf_bucket(const rf_conf_cmd_t *cmd, const rf_conf_node_t *node,
 
     name = node->args[0];
 
-    if (!player_valid_name(name)) {
+    if (!rf_valid_name(name, strlen(name))) {
         snprintf(err, errlen, "invalid bucket name \"%s\": 1 to %d "
                  "letters, digits, \".\", \"_\" or \"-\"", name,
                  PLAYER_NAME_MAX);
@@ -215,7 +192,9 @@ player_conf_bucket(const rf_conf_cmd_t *cmd, const rf_conf_node_t *node,
         goto failed;
     }
 
-    if (b->consumer == NULL || !player_valid_name(b->consumer)) {
+    if (b->consumer == NULL
+        || !rf_valid_name(b->consumer, strlen(b->consumer)))
+    {
         snprintf(err, errlen, "bucket \"%s\" needs a \"consumer\" (1 to %d "
                  "letters, digits, \".\", \"_\" or \"-\")", name,
                  PLAYER_NAME_MAX);
@@ -273,7 +252,7 @@ player_conf_sink(const rf_conf_cmd_t *cmd, const rf_conf_node_t *node,
         return -1;
     }
 
-    if (!player_valid_name(node->args[1])) {
+    if (!rf_valid_name(node->args[1], strlen(node->args[1]))) {
         snprintf(err, errlen, "invalid sink name \"%s\": 1 to %d letters, "
                  "digits, \".\", \"_\" or \"-\"", node->args[1],
                  PLAYER_NAME_MAX);

@@ -665,7 +665,7 @@ relay_api_ack(relay_bucket_t *b, const rf_buf_t *body, relay_reply_t *r)
                                  "{\"consumer\":NAME,\"upto\":SEQ}");
     }
 
-    if (!relayd_valid_name((const char *) consumer.data, consumer.len)) {
+    if (!rf_valid_name((const char *) consumer.data, consumer.len)) {
         rf_json_free(doc);
         return relay_reply_error(r, 400, "bad_request", "invalid consumer "
                                  "name");

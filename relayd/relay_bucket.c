@@ -401,7 +401,7 @@ relay_bucket_cursor(relay_bucket_t *b, const char *consumer,
 {
     relay_consumer_t  *c;
 
-    if (!relay_bucket_valid_name(consumer)) {
+    if (!rf_valid_name(consumer, strlen(consumer))) {
         errno = EINVAL;
         return -1;
     }
@@ -432,7 +432,7 @@ relay_bucket_ack(relay_bucket_t *b, const char *consumer, uint64_t upto,
     relay_job_t        job;
     relay_consumer_t  *c;
 
-    if (!relay_bucket_valid_name(consumer)) {
+    if (!rf_valid_name(consumer, strlen(consumer))) {
         errno = EINVAL;
         return -1;
     }
@@ -637,7 +637,9 @@ relay_bucket_conf_copy(relay_bucket_conf_t *dst,
 
     memset(dst, 0, sizeof(relay_bucket_conf_t));
 
-    if (src->name == NULL || !relay_bucket_valid_name(src->name)) {
+    if (src->name == NULL
+        || !rf_valid_name(src->name, strlen(src->name)))
+    {
         snprintf(err, errlen, "invalid bucket name \"%s\"",
                  src->name ? src->name : "");
         return -1;
@@ -664,7 +666,8 @@ relay_bucket_conf_copy(relay_bucket_conf_t *dst,
 
     for (i = 0; i < src->nconsumers; i++) {
         if (src->consumers[i] == NULL
-            || !relay_bucket_valid_name(src->consumers[i]))
+            || !rf_valid_name(src->consumers[i],
+                              strlen(src->consumers[i])))
         {
             snprintf(err, errlen, "bucket \"%s\": invalid consumer name "
                      "\"%s\"", src->name,

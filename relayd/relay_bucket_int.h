@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rf_check.h"
 #include "rf_sqlite.h"
 #include "relay_bucket.h"
 #include "relay_store.h"
@@ -220,7 +221,6 @@ void relay_bucket_rates(relay_bucket_t *b, uint64_t now_ms);
 uint64_t relay_bucket_min_cursor(relay_bucket_t *b, int declared_only,
     int *any);
 uint64_t relay_bucket_now_ms(void);
-int relay_bucket_valid_name(const char *name);
 
 
 #endif /* _RELAY_BUCKET_INT_H_INCLUDED_ */

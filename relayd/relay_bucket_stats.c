@@ -516,26 +516,6 @@ relay_bucket_now_ms(void)
 }
 
 
-int
-relay_bucket_valid_name(const char *name)
-{
-    size_t  i;
-
-    for (i = 0; name[i] != '\0'; i++) {
-        if (i >= RELAY_NAME_MAX
-            || !((name[i] >= 'a' && name[i] <= 'z')
-                 || (name[i] >= 'A' && name[i] <= 'Z')
-                 || (name[i] >= '0' && name[i] <= '9')
-                 || name[i] == '.' || name[i] == '_' || name[i] == '-'))
-        {
-            return 0;
-        }
-    }
-
-    return i > 0;
-}
-
-
 /* FNV-1a */
 
 static uint32_t

@@ -114,7 +114,7 @@ relay_bucket_load_consumer(const relay_store_consumer_t *row, void *arg)
 
     b = arg;
 
-    if (!relay_bucket_valid_name(row->name)) {
+    if (!rf_valid_name(row->name, strlen(row->name))) {
         return 0;
     }
 

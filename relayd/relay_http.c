@@ -98,7 +98,7 @@ relay_http_listen(relay_listener_t *l, relayd_t *rd, const char *addr,
     unsigned                 flags;
     struct sockaddr_storage  ss;
 
-    if (relayd_parse_addr(addr, &ss, &socklen) != 0) {
+    if (rf_parse_addr(addr, &ss, &socklen) != 0) {
         snprintf(err, errlen, "invalid address \"%s\"", addr);
         return -1;
     }

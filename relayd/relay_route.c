@@ -315,7 +315,7 @@ relay_http_get_query(struct MHD_Connection *c, relayd_t *rd, relay_get_t *q,
 
     v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "consumer");
     if (v != NULL) {
-        if (!relayd_valid_name(v, strlen(v))) {
+        if (!rf_valid_name(v, strlen(v))) {
             relay_reply_error(r, 400, "bad_request", "invalid "
                               "consumer name");
             return -1;

@@ -131,7 +131,7 @@ relay_stats_heartbeat(const char *body, size_t len, const char *addr,
         goto failed;
     }
 
-    if (!relayd_valid_name(s.id, strlen(s.id))) {
+    if (!rf_valid_name(s.id, strlen(s.id))) {
         snprintf(err, errlen, "invalid \"id\": 1 to %d letters, digits, "
                  "\".\", \"_\" or \"-\"", RELAY_NAME_MAX);
         goto failed;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "rf_buf.h"
+#include "rf_check.h"
 #include "rf_ratelimit.h"
 #include "relay_bucket.h"
 
@@ -71,13 +72,6 @@ void relayd_conf_free(relayd_conf_t *conf);
 
 /* -t: prints nginx's "syntax is ok" lines or the error; exit status. */
 int relayd_conf_test(const char *file);
-
-/* 1 when name is a valid bucket or consumer name. */
-int relayd_valid_name(const char *name, size_t len);
-
-/* Parse "addr:port" (IPv4 or [IPv6]); 0 or -1. */
-int relayd_parse_addr(const char *s, void *sockaddr_storage,
-    size_t *socklen);
 
 
 /* Start the API and stats listeners; 0, or -1 with err set. */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "rf_check.h"
 #include "rf_conf.h"
 #include "rf_log.h"
 #include "relayd.h"
@@ -136,27 +137,6 @@ relayd_conf_flag(const char *name, const char *value)
 }
 
 
-int
-relayd_valid_name(const char *name, size_t len)
-{
-    size_t  i;
-
-    if (len == 0 || len > RELAY_NAME_MAX) {
-        return 0;
-    }
-
-    for (i = 0; i < len; i++) {
-        if (!isalnum((unsigned char) name[i]) && name[i] != '.'
-            && name[i] != '_' && name[i] != '-')
-        {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
 /*
  * "bucket NAME { ... }" in a file, or "NAME:TOKEN" (--bucket) with every
  * other setting at its default.
@@ -193,7 +173,7 @@ relayd_conf_bucket(const rf_conf_cmd_t *cmd, const rf_conf_node_t *node,
 
     len = colon ? (size_t) (colon - name) : strlen(name);
 
-    if (!relayd_valid_name(name, len)) {
+    if (!rf_valid_name(name, len)) {
         snprintf(err, errlen, "invalid bucket name \"%.*s\": 1 to %d "
                  "letters, digits, \".\", \"_\" or \"-\"", (int) len, name,
                  RELAY_NAME_MAX);
@@ -304,7 +284,7 @@ relayd_conf_consumer(const rf_conf_cmd_t *cmd, const rf_conf_node_t *node,
 
     name = node->args[0];
 
-    if (!relayd_valid_name(name, strlen(name))) {
+    if (!rf_valid_name(name, strlen(name))) {
         snprintf(err, errlen, "invalid consumer name \"%s\": 1 to %d "
                  "letters, digits, \".\", \"_\" or \"-\"", name,
                  RELAY_NAME_MAX);
@@ -333,66 +313,6 @@ relayd_conf_consumer(const rf_conf_cmd_t *cmd, const rf_conf_node_t *node,
     t->b.nconsumers++;
 
     return 0;
-}
-
-
-int
-relayd_parse_addr(const char *s, void *ss, size_t *socklen)
-{
-    char                 host[64];
-    char                *end;
-    size_t               n;
-    long                 port;
-    const char          *colon;
-    struct sockaddr_in   *sin;
-    struct sockaddr_in6  *sin6;
-
-    colon = strrchr(s, ':');
-    if (colon == NULL) {
-        return -1;
-    }
-
-    errno = 0;
-    port = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 0
-        || port > 65535)
-    {
-        return -1;
-    }
-
-    n = colon - s;
-
-    if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
-        s++;
-        n -= 2;
-    }
-
-    if (n == 0 || n >= sizeof(host)) {
-        return -1;
-    }
-
-    memcpy(host, s, n);
-    host[n] = '\0';
-
-    memset(ss, 0, sizeof(struct sockaddr_storage));
-
-    sin = ss;
-    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((uint16_t) port);
-        *socklen = sizeof(struct sockaddr_in);
-        return 0;
-    }
-
-    sin6 = ss;
-    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons((uint16_t) port);
-        *socklen = sizeof(struct sockaddr_in6);
-        return 0;
-    }
-
-    return -1;
 }
 
 
@@ -466,14 +386,14 @@ relayd_conf_check(relayd_conf_t *conf, char *err, size_t errlen)
         return -1;
     }
 
-    if (relayd_parse_addr(conf->listen, &ss, &len) != 0) {
+    if (rf_parse_addr(conf->listen, &ss, &len) != 0) {
         snprintf(err, errlen, "invalid listen address \"%s\": expected "
                  "ADDR:PORT", conf->listen);
         return -1;
     }
 
     if (strcmp(conf->stats_listen, "off") != 0
-        && relayd_parse_addr(conf->stats_listen, &ss, &len) != 0)
+        && rf_parse_addr(conf->stats_listen, &ss, &len) != 0)
     {
         snprintf(err, errlen, "invalid stats_listen address \"%s\": "
                  "expected ADDR:PORT or \"off\"", conf->stats_listen);
