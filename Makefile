@@ -23,13 +23,16 @@ MODULE_COMMON = common/rf_ring.c common/rf_record.c common/rf_crc32c.c \
 COMMON_SRCS = $(MODULE_COMMON) common/rf_conf.c common/rf_conf_parse.c \
 	      common/rf_log.c common/rf_json.c common/rf_json_rec.c \
 	      common/rf_ratelimit.c common/rf_http.c \
-	      common/rf_sqlite.c common/rf_check.c
+	      common/rf_sqlite.c common/rf_check.c common/rf_lua.c \
+	      common/rf_lua_lib.c common/rf_sha256.c
 COMMON_HDRS = $(wildcard common/*.h)
 COMMON_OBJS = $(COMMON_SRCS:%.c=$(BUILD)/%.o)
+LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
+LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4) -lm
 
 SPOOLD_SRCS = $(wildcard spoold/*.c)
 SPOOLD_OBJS = $(SPOOLD_SRCS:%.c=$(BUILD)/%.o)
-SPOOLD_LIBS = -lsqlite3 -lcurl -lzstd -lpthread
+SPOOLD_LIBS = -lsqlite3 -lcurl -lzstd $(LUA_LIBS) -lpthread
 
 RELAYD_SRCS = $(wildcard relayd/*.c)
 RELAYD_OBJS = $(RELAYD_SRCS:%.c=$(BUILD)/%.o)
@@ -38,7 +41,8 @@ PLAYERD_SRCS = $(wildcard playerd/*.c)
 PLAYERD_OBJS = $(PLAYERD_SRCS:%.c=$(BUILD)/%.o)
 APR_CFLAGS  := $(shell pkg-config --cflags apr-1 apr-util-1 2>/dev/null)
 APR_LIBS    := -laprutil-1 -lapr-1
-PLAYERD_LIBS = -lsqlite3 -lmicrohttpd -lcurl -lzstd $(APR_LIBS) -lpthread
+PLAYERD_LIBS = -lsqlite3 -lmicrohttpd -lcurl -lzstd $(APR_LIBS) $(LUA_LIBS) \
+	       -lpthread
 
 # the bucket engine, also linked by its unit test
 RELAY_BUCKET_OBJS = $(BUILD)/relayd/relay_bucket.o \
@@ -63,6 +67,11 @@ $(BUILD)/%.o: %.c $(COMMON_HDRS) $(wildcard spoold/*.h relayd/*.h playerd/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
+$(BUILD)/common/rf_lua.o $(BUILD)/common/rf_lua_lib.o: $(BUILD)/%.o: %.c \
+		$(COMMON_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -c -o $@ $<
+
 $(BUILD)/libreplayforge.a: $(COMMON_OBJS)
 	ar rcs $@ $^
 
@@ -85,6 +94,11 @@ $(BUILD)/unit/bucket_test: t/unit/bucket_test.c $(RELAY_BUCKET_OBJS) \
 	$(CC) $(CFLAGS_ALL) -Irelayd $(LDFLAGS_ALL) -o $@ $< \
 	    $(RELAY_BUCKET_OBJS) $(BUILD)/libreplayforge.a \
 	    -lcmocka -lsqlite3 -lpthread
+
+$(BUILD)/unit/lua_test: t/unit/lua_test.c $(BUILD)/libreplayforge.a $(COMMON_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libreplayforge.a \
+	    -lcmocka $(LUA_LIBS) -lpthread
 
 $(BUILD)/unit/%: t/unit/%.c $(BUILD)/libreplayforge.a $(COMMON_HDRS)
 	@mkdir -p $(dir $@)

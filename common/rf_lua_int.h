@@ -1,0 +1,79 @@
+/*
+ * Copyright (C) ReplayForge contributors
+ *
+ * The bridge's insides shared by rf_lua.c (state, sandbox, calls, the
+ * record proxy, conversions) and rf_lua_lib.c (the rf.* helpers).
+ */
+
+#ifndef _RF_LUA_INT_H_INCLUDED_
+#define _RF_LUA_INT_H_INCLUDED_
+
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "rf_json.h"
+#include "rf_lua.h"
+
+
+/* hook granularity: the budget is checked every this many instructions */
+#define RF_LUA_STEP             1000
+/* records one call may return */
+#define RF_LUA_MAX_OUT          10000
+/* tables nested deeper than this are refused by encode and copy */
+#define RF_LUA_MAX_DEPTH        64
+
+
+struct rf_lua_s {
+    lua_State                  *L;          /* the main thread */
+    lua_State                  *co;         /* calls run on it; NULL: none */
+    int                         co_ref;
+    int                         mt_ref;     /* the record proxy's metatable */
+    int                         fn_transform;
+    int                         fn_tick;
+
+    char                       *path;
+    char                       *name;
+    char                       *stamp_source;
+
+    uint64_t                    budget;
+    uint64_t                    memory;
+    uint64_t                    used;       /* bytes allocated */
+    uint64_t                    count;      /* instructions of this call */
+    int                         step;
+
+    unsigned                    capped:1;   /* script code is running */
+    unsigned                    over:1;     /* the budget is spent */
+
+    rf_lua_stats_t              st;         /* __atomic: read by others */
+
+    rf_buf_t                    scratch;    /* helpers' output */
+    rf_json_doc_t              *doc;        /* rf.json.decode's last */
+};
+
+
+#define rf_lua_self(L)          (*(rf_lua_t **) lua_getextraspace(L))
+
+/* lightuserdata keys of the proxy and its shadow */
+extern const char  rf_lua_key_state;        /* proxy: bytes or shadow */
+extern const char  rf_lua_key_bytes;        /* shadow: the original bytes */
+extern const char  rf_lua_key_dirty;        /* shadow: written to */
+extern const char  rf_lua_key_null;         /* rf.json.null */
+
+
+/*
+ * Push the table behind the value at idx: a record proxy's shadow (made
+ * on first use; dirty marks it changed), else the value itself.  Returns
+ * 1 for a proxy.  Raises only on memory errors.
+ */
+int rf_lua_shadow(lua_State *L, int idx, int dirty);
+
+/* Install the rf table (rf_lua_lib.c) as a global. */
+void rf_lua_open_lib(lua_State *L);
+
+/* rf.log and print: one sanitised, rate-limited log line. */
+void rf_lua_log(rf_lua_t *rl, int level, const char *msg, size_t len);
+
+
+#endif /* _RF_LUA_INT_H_INCLUDED_ */
