@@ -75,5 +75,13 @@ void rf_lua_open_lib(lua_State *L);
 /* rf.log and print: one sanitised, rate-limited log line. */
 void rf_lua_log(rf_lua_t *rl, int level, const char *msg, size_t len);
 
+/* rf_lua_rec.c: the proxy's metatable, and a call's results into out */
+void rf_lua_proxy_mt(rf_lua_t *rl);
+int rf_lua_results(rf_lua_t *rl, int nres, rf_lua_out_t *out,
+    const char *what, char *why, size_t whylen);
+
+#define rf_lua_count(rl, f)                                                 \
+    __atomic_add_fetch(&(rl)->st.f, 1, __ATOMIC_RELAXED)
+
 
 #endif /* _RF_LUA_INT_H_INCLUDED_ */
