@@ -40,6 +40,7 @@
 const char  rf_lua_key_state;
 const char  rf_lua_key_bytes;
 const char  rf_lua_key_dirty;
+const char  rf_lua_key_full;
 const char  rf_lua_key_null;
 
 

@@ -59,15 +59,26 @@ struct rf_lua_s {
 extern const char  rf_lua_key_state;        /* proxy: bytes or shadow */
 extern const char  rf_lua_key_bytes;        /* shadow: the original bytes */
 extern const char  rf_lua_key_dirty;        /* shadow: written to */
+extern const char  rf_lua_key_full;         /* shadow: every field is in */
 extern const char  rf_lua_key_null;         /* rf.json.null */
 
 
+#define RF_LUA_FULL             1   /* every field decoded */
+#define RF_LUA_DIRTY            2   /* mark it changed */
+
 /*
  * Push the table behind the value at idx: a record proxy's shadow (made
- * on first use; dirty marks it changed), else the value itself.  Returns
+ * on first use, filled with RF_LUA_FULL), else the value itself.  Returns
  * 1 for a proxy.  Raises only on memory errors.
  */
-int rf_lua_shadow(lua_State *L, int idx, int dirty);
+int rf_lua_shadow(lua_State *L, int idx, int flags);
+
+/* Push member key of a record (decoded on demand) or table, raw.  */
+int rf_lua_field(lua_State *L, int idx, const char *key);
+
+/* rf.header() from a record's bytes: 1 with the value or nil pushed, or 0 */
+int rf_lua_header_bytes(lua_State *L, int idx, const char *name,
+    size_t len);
 
 /* Install the rf table (rf_lua_lib.c) as a global. */
 void rf_lua_open_lib(lua_State *L);

@@ -192,7 +192,7 @@ rf_lua_json_value(lua_State *L, int idx, rf_buf_t *b, int depth, char *err,
             return -1;
         }
 
-        rf_lua_shadow(L, idx, 0);
+        rf_lua_shadow(L, idx, RF_LUA_FULL);
         t = lua_gettop(L);
 
         n = lua_rawlen(L, t);
@@ -577,10 +577,13 @@ rf_lua_header(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     name = luaL_checklstring(L, 2, &len);
 
-    rf_lua_shadow(L, 1, 0);
-    lua_pushliteral(L, "headers");
+    if (rf_lua_header_bytes(L, 1, name, len)) {
+        return 1;
+    }
 
-    if (lua_rawget(L, -2) != LUA_TTABLE) {
+    rf_lua_field(L, 1, "headers");
+
+    if (lua_type(L, -1) != LUA_TTABLE) {
         lua_pushnil(L);
         return 1;
     }
@@ -638,7 +641,7 @@ rf_lua_copy_table(lua_State *L, int idx, int depth)
 
     luaL_checkstack(L, 6, "rf.copy: too deep");
 
-    rf_lua_shadow(L, idx, 0);
+    rf_lua_shadow(L, idx, RF_LUA_FULL);
     t = lua_gettop(L);
 
     lua_newtable(L);

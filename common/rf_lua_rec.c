@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "rf_lua_int.h"
@@ -23,14 +24,31 @@ typedef struct {
 } rf_lua_tree_t;
 
 
+/*
+ * The view's keys, of every kind: a full shadow has each the record has.
+ */
+static const char  *const rf_lua_keys[] = {
+    "kind", "ts", "id", "seq", "source", "bucket",
+    "method", "uri", "version", "scheme", "host", "client", "server",
+    "headers", "body", "body_size", "body_truncated", "status",
+    "bytes_sent", "duration_ms", "upstream", "request_id",
+    "session", "dir", "event", "data", "offset_ns", "path", "line",
+    "command", "output", "exit", "query", "rows"
+};
+
+
 static int rf_lua_index(lua_State *L);
 static int rf_lua_newindex(lua_State *L);
 static int rf_lua_pairs(lua_State *L);
-static void rf_lua_push_view(lua_State *L, rf_lua_t *rl, const rf_rec_t *rec);
+static void rf_lua_proxy_rec(lua_State *L, int s, rf_rec_t *rec);
+static int rf_lua_push_field(lua_State *L, rf_lua_t *rl, const rf_rec_t *rec,
+    const char *key);
 static int rf_lua_is_record(rf_lua_t *rl, lua_State *L, int idx);
 static int rf_lua_emit(rf_lua_t *rl, lua_State *L, int idx,
     rf_lua_out_t *out, char *why, size_t whylen);
 static int rf_lua_build(rf_lua_t *rl, lua_State *L, int t, rf_buf_t *out,
+    char *why, size_t whylen);
+static int rf_lua_rebuild_headers(lua_State *L, int s, rf_buf_t *out,
     char *why, size_t whylen);
 static rf_json_t *rf_lua_node(rf_lua_tree_t *tr, lua_State *L, int idx,
     const char *key);
@@ -41,9 +59,12 @@ static void rf_lua_ts(uint64_t ns, char *buf, size_t len);
 
 /*
  * The record proxy: an empty table but for one lightuserdata key holding
- * the record's bytes, then its shadow table once a field was read.
- * Writes go to the shadow and mark it dirty; so does handing out the
- * headers (they can be changed in place).  Setting "sink" only routes.
+ * the record's bytes, then its shadow table once a field was read.  A
+ * read decodes just that field into the shadow (a filter reading the uri
+ * pays for the uri only).  A write first fills in every field (so that a
+ * field set to nil stays nil), marks the shadow dirty and goes to it;
+ * handing out the headers (changeable in place) marks it dirty too.
+ * Setting "sink" only routes: the record keeps its bytes.
  */
 
 void
@@ -68,12 +89,12 @@ rf_lua_proxy_mt(rf_lua_t *rl)
 
 
 int
-rf_lua_shadow(lua_State *L, int idx, int dirty)
+rf_lua_shadow(lua_State *L, int idx, int flags)
 {
-    size_t       len;
-    rf_rec_t     rec;
-    rf_lua_t    *rl;
-    const char  *bytes, *err;
+    int        full;
+    size_t     i, n;
+    rf_rec_t   rec;
+    rf_lua_t  *rl;
 
     idx = lua_absindex(L, idx);
     rl = rf_lua_self(L);
@@ -96,16 +117,8 @@ rf_lua_shadow(lua_State *L, int idx, int dirty)
     lua_pushlightuserdata(L, (void *) &rf_lua_key_state);
 
     if (lua_rawget(L, idx) == LUA_TSTRING) {
-        bytes = lua_tolstring(L, -1, &len);
-
-        if (rf_rec_parse(&rec, (const unsigned char *) bytes, len, &err)
-            != 0)
-        {
-            return luaL_error(L, "record: %s", err);
-        }
-
-        rf_lua_push_view(L, rl, &rec);
-
+        /* the first use: the shadow, keeping the bytes */
+        lua_createtable(L, 0, 8);
         lua_pushlightuserdata(L, (void *) &rf_lua_key_bytes);
         lua_pushvalue(L, -3);
         lua_rawset(L, -3);
@@ -117,7 +130,34 @@ rf_lua_shadow(lua_State *L, int idx, int dirty)
         lua_remove(L, -2);
     }
 
-    if (dirty) {
+    if (flags & RF_LUA_FULL) {
+        lua_pushlightuserdata(L, (void *) &rf_lua_key_full);
+        full = lua_rawget(L, -2) != LUA_TNIL;
+        lua_pop(L, 1);
+
+        if (!full) {
+            rf_lua_proxy_rec(L, lua_gettop(L), &rec);
+            n = sizeof(rf_lua_keys) / sizeof(rf_lua_keys[0]);
+
+            for (i = 0; i < n; i++) {
+                lua_pushstring(L, rf_lua_keys[i]);
+
+                if (lua_rawget(L, -2) == LUA_TNIL
+                    && rf_lua_push_field(L, rl, &rec, rf_lua_keys[i]))
+                {
+                    lua_setfield(L, -3, rf_lua_keys[i]);
+                }
+
+                lua_pop(L, 1);
+            }
+
+            lua_pushlightuserdata(L, (void *) &rf_lua_key_full);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, -3);
+        }
+    }
+
+    if (flags & RF_LUA_DIRTY) {
         lua_pushlightuserdata(L, (void *) &rf_lua_key_dirty);
         lua_pushboolean(L, 1);
         lua_rawset(L, -3);
@@ -127,17 +167,139 @@ rf_lua_shadow(lua_State *L, int idx, int dirty)
 }
 
 
+/* the record of the shadow at s (its bytes were checked on the way in) */
+static void
+rf_lua_proxy_rec(lua_State *L, int s, rf_rec_t *rec)
+{
+    size_t       len;
+    const char  *bytes, *err;
+
+    lua_pushlightuserdata(L, (void *) &rf_lua_key_bytes);
+    lua_rawget(L, s);
+    bytes = lua_tolstring(L, -1, &len);
+    lua_pop(L, 1);              /* the shadow keeps the string alive */
+
+    if (rf_rec_parse(rec, (const unsigned char *) bytes, len, &err) != 0) {
+        luaL_error(L, "record: %s", err);
+    }
+}
+
+
+int
+rf_lua_field(lua_State *L, int idx, const char *key)
+{
+    int       s;
+    rf_rec_t  rec;
+
+    if (!rf_lua_shadow(L, idx, 0)) {
+        lua_pushstring(L, key);
+        lua_rawget(L, -2);
+        lua_remove(L, -2);
+        return 0;
+    }
+
+    s = lua_gettop(L);
+
+    lua_pushstring(L, key);
+
+    if (lua_rawget(L, s) == LUA_TNIL) {
+        lua_pushlightuserdata(L, (void *) &rf_lua_key_full);
+
+        if (lua_rawget(L, s) == LUA_TNIL) {
+            lua_pop(L, 2);
+
+            rf_lua_proxy_rec(L, s, &rec);
+
+            if (rf_lua_push_field(L, rf_lua_self(L), &rec, key)) {
+                lua_pushvalue(L, -1);
+                lua_setfield(L, s, key);
+            } else {
+                lua_pushnil(L);
+            }
+
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+
+    lua_remove(L, s);
+
+    return 1;
+}
+
+
+/*
+ * rf.header() on a record whose headers were not handed out: the first
+ * value of name straight from the bytes, pushed (or nil); 1.  0 when the
+ * table's own headers must be searched (not a proxy, or headers out).
+ */
+int
+rf_lua_header_bytes(lua_State *L, int idx, const char *name, size_t len)
+{
+    int         s;
+    size_t      off;
+    rf_rec_t    rec;
+    rf_str_t    n, v;
+    rf_field_t  f;
+
+    if (!rf_lua_shadow(L, idx, 0)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+
+    s = lua_gettop(L);
+
+    lua_pushliteral(L, "headers");
+
+    if (lua_rawget(L, s) != LUA_TNIL) {
+        lua_pop(L, 2);
+        return 0;
+    }
+
+    lua_pop(L, 1);
+
+    rf_lua_proxy_rec(L, s, &rec);
+    off = 0;
+
+    while (rf_rec_next_field(&rec, &off, &f)) {
+        if (f.id == RF_F_HEADER && rf_rec_header_split(&f.val, &n, &v) == 0
+            && n.len == len && strncasecmp((const char *) n.data, name, len)
+                               == 0
+            && memchr(n.data, '\0', n.len) == NULL)
+        {
+            lua_pushlstring(L, (const char *) v.data, v.len);
+            lua_remove(L, s);
+            return 1;
+        }
+    }
+
+    lua_pop(L, 1);
+    lua_pushnil(L);
+
+    return 1;
+}
+
+
 static int
 rf_lua_index(lua_State *L)
 {
-    int  dirty;
+    const char  *key;
 
-    dirty = lua_type(L, 2) == LUA_TSTRING
-            && strcmp(lua_tostring(L, 2), "headers") == 0;
+    if (lua_type(L, 2) != LUA_TSTRING) {
+        rf_lua_shadow(L, 1, 0);
+        lua_pushvalue(L, 2);
+        lua_rawget(L, -2);
+        return 1;
+    }
 
-    rf_lua_shadow(L, 1, dirty);
-    lua_pushvalue(L, 2);
-    lua_rawget(L, -2);
+    key = lua_tostring(L, 2);
+
+    if (strcmp(key, "headers") == 0) {
+        rf_lua_shadow(L, 1, RF_LUA_DIRTY);
+        lua_pop(L, 1);
+    }
+
+    rf_lua_field(L, 1, key);
 
     return 1;
 }
@@ -146,12 +308,14 @@ rf_lua_index(lua_State *L)
 static int
 rf_lua_newindex(lua_State *L)
 {
-    int  dirty;
+    if (lua_type(L, 2) == LUA_TSTRING
+        && strcmp(lua_tostring(L, 2), "sink") == 0)
+    {
+        rf_lua_shadow(L, 1, 0);
+    } else {
+        rf_lua_shadow(L, 1, RF_LUA_FULL | RF_LUA_DIRTY);
+    }
 
-    dirty = !(lua_type(L, 2) == LUA_TSTRING
-              && strcmp(lua_tostring(L, 2), "sink") == 0);
-
-    rf_lua_shadow(L, 1, dirty);
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 3);
     lua_rawset(L, -3);
@@ -160,7 +324,7 @@ rf_lua_newindex(lua_State *L)
 }
 
 
-/* pairs() hands out the nested tables: count it as a write */
+/* next() over the shadow, hiding the bridge's own keys */
 static int
 rf_lua_next(lua_State *L)
 {
@@ -180,11 +344,12 @@ rf_lua_next(lua_State *L)
 }
 
 
+/* pairs() hands out the nested tables: count it as a write */
 static int
 rf_lua_pairs(lua_State *L)
 {
     lua_pushcfunction(L, rf_lua_next);
-    rf_lua_shadow(L, 1, 1);
+    rf_lua_shadow(L, 1, RF_LUA_FULL | RF_LUA_DIRTY);
     lua_pushnil(L);
 
     return 3;
@@ -192,163 +357,205 @@ rf_lua_pairs(lua_State *L)
 
 
 static void
-rf_lua_setstr(lua_State *L, const char *key, const rf_str_t *s)
-{
-    lua_pushlstring(L, (const char *) s->data, s->len);
-    lua_setfield(L, -2, key);
-}
-
-
-static void
-rf_lua_setu64(lua_State *L, const char *key, uint64_t v)
+rf_lua_push_u64(lua_State *L, uint64_t v)
 {
     if (v <= INT64_MAX) {
         lua_pushinteger(L, (lua_Integer) v);
     } else {
         lua_pushnumber(L, (lua_Number) v);
     }
-
-    lua_setfield(L, -2, key);
 }
 
 
-/* the JSON view's fields, bodies raw (rf_rec_to_json() is the model) */
-static void
-rf_lua_push_view(lua_State *L, rf_lua_t *rl, const rf_rec_t *rec)
+/*
+ * Push the JSON view's field key of rec (bodies raw; rf_rec_to_json() is
+ * the model): 1, or 0 when the record has no such field.
+ */
+static int
+rf_lua_push_field(lua_State *L, rf_lua_t *rl, const rf_rec_t *rec,
+    const char *key)
 {
     char        ts[64];
     size_t      off, i;
     uint64_t    v;
+    unsigned    id;
     rf_str_t    s, name, value;
     rf_field_t  f;
 
-    static const rf_str_t  dflt = rf_string("default");
-
     static const struct {
-        unsigned     id;
         const char  *key;
+        unsigned     id;
+        unsigned     http:1;
     } strs[] = {
-        { RF_F_METHOD, "method" }, { RF_F_URI, "uri" },
-        { RF_F_VERSION, "version" }, { RF_F_SCHEME, "scheme" },
-        { RF_F_HOST, "host" }, { RF_F_CLIENT, "client" },
-        { RF_F_SERVER, "server" }, { RF_F_UPSTREAM, "upstream" },
-        { RF_F_REQUEST_ID, "request_id" }
+        { "method", RF_F_METHOD, 1 }, { "uri", RF_F_URI, 1 },
+        { "version", RF_F_VERSION, 1 }, { "scheme", RF_F_SCHEME, 1 },
+        { "host", RF_F_HOST, 1 }, { "client", RF_F_CLIENT, 0 },
+        { "server", RF_F_SERVER, 0 }, { "upstream", RF_F_UPSTREAM, 1 },
+        { "request_id", RF_F_REQUEST_ID, 1 }, { "data", RF_F_DATA, 0 },
+        { "session", RF_F_SESSION, 0 }, { "dir", RF_F_DIR, 0 },
+        { "event", RF_F_EVENT, 0 }, { "path", RF_F_PATH, 0 },
+        { "line", RF_F_LINE, 0 }, { "command", RF_F_COMMAND, 0 },
+        { "output", RF_F_OUTPUT, 0 }, { "query", RF_F_QUERY, 0 },
+        { "rows", RF_F_ROWS, 0 }
     };
 
-    lua_createtable(L, 0, 24);
+    for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        if (strcmp(key, strs[i].key) != 0) {
+            continue;
+        }
 
-    if (rl->stamp_source) {
-        lua_pushstring(L, rl->stamp_source);
-        lua_setfield(L, -2, "source");
+        if (strs[i].http != (rec->kind == RF_KIND_HTTP)
+            && !(strs[i].id == RF_F_CLIENT || strs[i].id == RF_F_SERVER))
+        {
+            return 0;
+        }
 
-    } else {
+        if (rf_rec_field(rec, strs[i].id, &s) == -1) {
+            return 0;
+        }
+
+        lua_pushlstring(L, (const char *) s.data, s.len);
+        return 1;
+    }
+
+    if (strcmp(key, "kind") == 0) {
+        lua_pushstring(L, rf_kind_name(rec->kind));
+        return 1;
+    }
+
+    if (strcmp(key, "bucket") == 0) {
+        if (rf_rec_field(rec, RF_F_BUCKET, &s) == -1) {
+            lua_pushliteral(L, "default");
+        } else {
+            lua_pushlstring(L, (const char *) s.data, s.len);
+        }
+        return 1;
+    }
+
+    if (strcmp(key, "ts") == 0) {
+        rf_lua_ts(rec->time_ns, ts, sizeof(ts));
+        lua_pushstring(L, ts);
+        return 1;
+    }
+
+    if (strcmp(key, "source") == 0 || strcmp(key, "id") == 0) {
+        if (rl->stamp_source) {
+            if (key[0] == 'i') {
+                return 0;
+            }
+
+            lua_pushstring(L, rl->stamp_source);
+            return 1;
+        }
+
         if (rf_rec_field(rec, RF_F_SOURCE, &s) == -1) {
             s.data = (const unsigned char *) "";
             s.len = 0;
         }
 
-        rf_lua_setstr(L, "source", &s);
-
-        /* "source:sseq"; the source may hold any byte */
         lua_pushlstring(L, (const char *) s.data, s.len);
-        lua_pushfstring(L, ":%I", (lua_Integer) rec->sseq);
-        lua_concat(L, 2);
-        lua_setfield(L, -2, "id");
 
-        if (rec->rseq) {
-            rf_lua_setu64(L, "seq", rec->rseq);
+        if (key[0] == 'i') {
+            /* "source:sseq"; the source may hold any byte */
+            lua_pushfstring(L, ":%I", (lua_Integer) rec->sseq);
+            lua_concat(L, 2);
         }
+
+        return 1;
     }
 
-    lua_pushstring(L, rf_kind_name(rec->kind));
-    lua_setfield(L, -2, "kind");
+    if (strcmp(key, "seq") == 0) {
+        if (rl->stamp_source || rec->rseq == 0) {
+            return 0;
+        }
 
-    if (rf_rec_field(rec, RF_F_BUCKET, &s) == -1) {
-        s = dflt;
+        rf_lua_push_u64(L, rec->rseq);
+        return 1;
     }
-
-    rf_lua_setstr(L, "bucket", &s);
-
-    rf_lua_ts(rec->time_ns, ts, sizeof(ts));
-    lua_pushstring(L, ts);
-    lua_setfield(L, -2, "ts");
 
     if (rec->kind != RF_KIND_HTTP) {
+        if (strcmp(key, "offset_ns") == 0 || strcmp(key, "exit") == 0) {
+            id = key[0] == 'e' ? RF_F_EXIT : RF_F_OFFSET_NS;
+
+            if (rf_rec_field_u64(rec, id, &v) == -1) {
+                return 0;
+            }
+
+            rf_lua_push_u64(L, v);
+            return 1;
+        }
+
+        return 0;
+    }
+
+    if (strcmp(key, "headers") == 0) {
+        lua_newtable(L);
         off = 0;
+        i = 0;
 
         while (rf_rec_next_field(rec, &off, &f)) {
-            if (f.id == RF_F_OFFSET_NS || f.id == RF_F_EXIT) {
-                if (f.val.len == 8 && rf_rec_field_u64(rec, f.id, &v) == 0) {
-                    rf_lua_setu64(L, f.id == RF_F_EXIT ? "exit" : "offset_ns",
-                                  v);
-                }
-
-            } else if (f.id == RF_F_DATA) {
-                rf_lua_setstr(L, "data", &f.val);
-
-            } else if (rf_field_key(f.id)) {
-                rf_lua_setstr(L, rf_field_key(f.id), &f.val);
+            if (f.id != RF_F_HEADER
+                || rf_rec_header_split(&f.val, &name, &value) == -1)
+            {
+                continue;
             }
+
+            lua_createtable(L, 2, 0);
+            lua_pushlstring(L, (const char *) name.data, name.len);
+            lua_rawseti(L, -2, 1);
+            lua_pushlstring(L, (const char *) value.data, value.len);
+            lua_rawseti(L, -2, 2);
+            lua_rawseti(L, -2, (lua_Integer) ++i);
         }
 
-        return;
+        return 1;
     }
 
-    for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
-        if (rf_rec_field(rec, strs[i].id, &s) == 0) {
-            rf_lua_setstr(L, strs[i].key, &s);
-        }
-    }
-
-    lua_newtable(L);
-    off = 0;
-    i = 0;
-
-    while (rf_rec_next_field(rec, &off, &f)) {
-        if (f.id != RF_F_HEADER
-            || rf_rec_header_split(&f.val, &name, &value) == -1)
-        {
-            continue;
+    if (strcmp(key, "body") == 0 || strcmp(key, "body_size") == 0) {
+        if (rf_rec_field(rec, RF_F_BODY, &s) == -1) {
+            s.data = (const unsigned char *) "";
+            s.len = 0;
         }
 
-        lua_createtable(L, 2, 0);
-        lua_pushlstring(L, (const char *) name.data, name.len);
-        lua_rawseti(L, -2, 1);
-        lua_pushlstring(L, (const char *) value.data, value.len);
-        lua_rawseti(L, -2, 2);
-        lua_rawseti(L, -2, (lua_Integer) ++i);
+        if (key[4] == '\0') {
+            lua_pushlstring(L, (const char *) s.data, s.len);
+            return 1;
+        }
+
+        if (rf_rec_field_u64(rec, RF_F_BODY_SIZE, &v) == -1) {
+            v = s.len;
+        }
+
+        rf_lua_push_u64(L, v);
+        return 1;
     }
 
-    lua_setfield(L, -2, "headers");
-
-    if (rf_rec_field(rec, RF_F_BODY, &s) == -1) {
-        s.data = (const unsigned char *) "";
-        s.len = 0;
+    if (strcmp(key, "body_truncated") == 0) {
+        lua_pushboolean(L, (rec->flags & RF_REC_F_BODY_TRUNCATED) != 0);
+        return 1;
     }
 
-    rf_lua_setstr(L, "body", &s);
+    if (strcmp(key, "status") == 0 || strcmp(key, "bytes_sent") == 0) {
+        id = key[0] == 's' ? RF_F_STATUS : RF_F_BYTES_SENT;
 
-    if (rf_rec_field_u64(rec, RF_F_BODY_SIZE, &v) == -1) {
-        v = s.len;
+        if (rf_rec_field_u64(rec, id, &v) == -1) {
+            return 0;
+        }
+
+        rf_lua_push_u64(L, v);
+        return 1;
     }
 
-    rf_lua_setu64(L, "body_size", v);
+    if (strcmp(key, "duration_ms") == 0) {
+        if (rf_rec_field_u64(rec, RF_F_DURATION_US, &v) == -1) {
+            return 0;
+        }
 
-    lua_pushboolean(L, (rec->flags & RF_REC_F_BODY_TRUNCATED) != 0);
-    lua_setfield(L, -2, "body_truncated");
-
-    if (rf_rec_field_u64(rec, RF_F_STATUS, &v) == 0) {
-        rf_lua_setu64(L, "status", v);
-    }
-
-    if (rf_rec_field_u64(rec, RF_F_BYTES_SENT, &v) == 0) {
-        rf_lua_setu64(L, "bytes_sent", v);
-    }
-
-    if (rf_rec_field_u64(rec, RF_F_DURATION_US, &v) == 0) {
         lua_pushnumber(L, (lua_Number) v / 1000);
-        lua_setfield(L, -2, "duration_ms");
+        return 1;
     }
+
+    return 0;
 }
 
 
@@ -366,6 +573,7 @@ rf_lua_ts(uint64_t ns, char *buf, size_t len)
     snprintf(buf, len, "%s.%06lluZ", day,
              (unsigned long long) (ns % 1000000000) / 1000);
 }
+
 
 /* what a call returned: nil, a record, or a list of records */
 int
@@ -519,7 +727,7 @@ static int
 rf_lua_emit(rf_lua_t *rl, lua_State *L, int idx, rf_lua_out_t *out,
     char *why, size_t whylen)
 {
-    int            proxy, top, rc;
+    int            proxy, top, rc, headers;
     size_t         len, off, route;
     const char    *bytes;
     rf_lua_rec_t  *r;
@@ -534,6 +742,7 @@ rf_lua_emit(rf_lua_t *rl, lua_State *L, int idx, rf_lua_out_t *out,
     off = out->data.len;
     bytes = NULL;
     proxy = 0;
+    headers = 0;
 
     if (lua_getmetatable(L, idx)) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, rl->mt_ref);
@@ -554,6 +763,10 @@ rf_lua_emit(rf_lua_t *rl, lua_State *L, int idx, rf_lua_out_t *out,
                 lua_pushlightuserdata(L, (void *) &rf_lua_key_bytes);
                 lua_rawget(L, -3);
                 bytes = lua_tolstring(L, -1, &len);
+            } else {
+                /* dirty but not full: only the headers went out */
+                lua_pushlightuserdata(L, (void *) &rf_lua_key_full);
+                headers = lua_rawget(L, -3) == LUA_TNIL;
             }
         }
 
@@ -566,6 +779,9 @@ rf_lua_emit(rf_lua_t *rl, lua_State *L, int idx, rf_lua_out_t *out,
         if (rc != 0) {
             snprintf(why, whylen, "out of memory");
         }
+
+    } else if (headers) {
+        rc = rf_lua_rebuild_headers(L, idx, &out->data, why, whylen);
 
     } else {
         rc = rf_lua_build(rl, L, idx, &out->data, why, whylen);
@@ -594,6 +810,134 @@ rf_lua_emit(rf_lua_t *rl, lua_State *L, int idx, rf_lua_out_t *out,
     r->route = route;
 
     return 0;
+}
+
+
+/*
+ * A shadow that is dirty but not full had only its headers handed out
+ * (every other write fills it first): the record is its own bytes with
+ * the header fields replaced by the table's, everything else, sequences
+ * included, kept as it was.  -1 with why set when an entry is not a
+ * {name, value} pair of strings.
+ */
+static int
+rf_lua_rebuild_headers(lua_State *L, int s, rf_buf_t *out, char *why,
+    size_t whylen)
+{
+    int               h, put;
+    size_t            i, n, size, nlen, vlen, off;
+    rf_rec_t          rec;
+    rf_field_t        f;
+    rf_rec_builder_t  b;
+    const char       *name, *value;
+
+    rf_lua_proxy_rec(L, s, &rec);
+
+    lua_pushliteral(L, "headers");
+    lua_rawget(L, s);
+    h = lua_gettop(L);
+
+    n = lua_type(L, h) == LUA_TTABLE ? lua_rawlen(L, h) : 0;
+
+    if (lua_type(L, h) != LUA_TTABLE || !lua_checkstack(L, 2 * (int) n + 4))
+    {
+        goto invalid;
+    }
+
+    /* pass 1: check the pairs, leaving name and value on the stack */
+    size = rec.len;
+    off = 0;
+
+    while (rf_rec_next_field(&rec, &off, &f)) {
+        if (f.id == RF_F_HEADER) {
+            size -= RF_REC_FIELD_SIZE(f.val.len);
+        }
+    }
+
+    for (i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, h, (lua_Integer) i) != LUA_TTABLE
+            || lua_rawlen(L, -1) != 2)
+        {
+            goto invalid;
+        }
+
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        lua_remove(L, -3);
+
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+        {
+            goto invalid;
+        }
+
+        lua_tolstring(L, -2, &nlen);
+        lua_tolstring(L, -1, &vlen);
+        size += RF_REC_HEADER_SIZE(nlen, vlen);
+    }
+
+    if (size > RF_REC_MAX_SIZE) {
+        snprintf(why, whylen, "the record is too large");
+        lua_settop(L, h - 1);
+        return -1;
+    }
+
+    if (rf_buf_reserve(out, size) != 0) {
+        snprintf(why, whylen, "out of memory");
+        lua_settop(L, h - 1);
+        return -1;
+    }
+
+    /* pass 2: the fields in their order, the headers where they were */
+    rf_rec_begin(&b, out->data + out->len, size, rec.kind, rec.time_ns);
+    rf_rec_set_flags(&b, rec.flags);
+    rf_rec_set_sseq(&b, rec.sseq);
+
+    put = 0;
+    off = 0;
+
+    for ( ;; ) {
+        if (!rf_rec_next_field(&rec, &off, &f)) {
+            f.id = RF_F_MAX;
+        }
+
+        if (!put && (f.id == RF_F_HEADER || f.id == RF_F_MAX)) {
+            for (i = 0; i < n; i++) {
+                name = lua_tolstring(L, h + 1 + 2 * (int) i, &nlen);
+                value = lua_tolstring(L, h + 2 + 2 * (int) i, &vlen);
+                rf_rec_add_header(&b, name, nlen, value, vlen);
+            }
+
+            put = 1;
+        }
+
+        if (f.id == RF_F_MAX) {
+            break;
+        }
+
+        if (f.id != RF_F_HEADER) {
+            rf_rec_add(&b, f.id, f.val.data, f.val.len);
+        }
+    }
+
+    lua_settop(L, h - 1);
+
+    if (rf_rec_finish(&b) != size) {
+        snprintf(why, whylen, "the record does not fit its size");
+        return -1;
+    }
+
+    rf_rec_set_rseq(out->data + out->len, rec.rseq);
+    out->len += size;
+
+    return 0;
+
+invalid:
+
+    lua_settop(L, h - 1);
+    snprintf(why, whylen, "\"headers\" must be an array of [name, value] "
+             "string pairs");
+
+    return -1;
 }
 
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rf_json.h"
@@ -694,6 +695,88 @@ test_tick(void **state)
 }
 
 
+/* records/s through three scripts, printed (bench/lua measures the spool) */
+static void
+test_speed(void **state)
+{
+    int               i, k, rounds;
+    char              why[512], name[32], value[64];
+    size_t            len;
+    double            secs;
+    rf_rec_t          rec;
+    rf_lua_t         *L;
+    rf_lua_out_t      out;
+    struct timespec   t0, t1;
+    rf_rec_builder_t  b;
+    unsigned char     buf[4096], body[700];
+
+    static const char  *const scripts[] = {
+        "function transform(r) return r end\n",
+        "function transform(r)\n"
+        "  if r.uri:sub(1, 7) == '/health' then return nil end\n"
+        "  return r\n"
+        "end\n",
+        "local secret = { authorization = true, cookie = true }\n"
+        "function transform(r)\n"
+        "  for _, h in ipairs(r.headers) do\n"
+        "    if secret[h[1]:lower()] then h[2] = '[redacted]' end\n"
+        "  end\n"
+        "  return r\n"
+        "end\n",
+    };
+
+    static const char  *const names[] = { "trivial", "filter", "redact" };
+
+    memset(body, 'b', sizeof(body));
+
+    rf_rec_begin(&b, buf, sizeof(buf), RF_KIND_HTTP, TEST_TIME_NS);
+    rf_rec_add(&b, RF_F_BUCKET, "prod", 4);
+    rf_rec_add(&b, RF_F_METHOD, "POST", 4);
+    rf_rec_add(&b, RF_F_URI, "/api/items?page=2", 17);
+    rf_rec_add(&b, RF_F_VERSION, "HTTP/1.1", 8);
+    rf_rec_add(&b, RF_F_HOST, "example.com", 11);
+    rf_rec_add(&b, RF_F_CLIENT, "127.0.0.1:50000", 15);
+
+    for (k = 0; k < 10; k++) {
+        snprintf(name, sizeof(name), k == 3 ? "Cookie" : "X-Header-%d", k);
+        snprintf(value, sizeof(value), "value-%d-abcdefghijklmnop", k);
+        rf_rec_add_header(&b, name, strlen(name), value, strlen(value));
+    }
+
+    rf_rec_add(&b, RF_F_BODY, body, sizeof(body));
+    rf_rec_add_u64(&b, RF_F_STATUS, 200);
+    rf_rec_add_u64(&b, RF_F_DURATION_US, 1250);
+    len = rf_rec_finish(&b);
+    parse_ok(&rec, buf, len);
+
+    rf_lua_out_init(&out);
+    rounds = 200000;
+
+    for (k = 0; k < 3; k++) {
+        L = open_ok(scripts[k], "web-1", 0, 0);
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+
+        for (i = 0; i < rounds; i++) {
+            rf_lua_out_reset(&out);
+            assert_int_equal(rf_lua_transform(L, &rec, &out, why,
+                                              sizeof(why)), 0);
+        }
+
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+
+        assert_int_equal(out.n, 1);
+        print_message("# %s transform of a %zu-byte record: %.0f records/s\n",
+                      names[k], len, rounds / secs);
+
+        rf_lua_close(L);
+    }
+
+    rf_lua_out_free(&out);
+}
+
+
 int
 main(void)
 {
@@ -712,6 +795,7 @@ main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_helpers),
         cmocka_unit_test(test_tick),
+        cmocka_unit_test(test_speed),
     };
 
     if (mkdtemp(test_dir) == NULL) {
