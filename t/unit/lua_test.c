@@ -349,6 +349,75 @@ test_rebuild_binary(void **state)
 }
 
 
+/* headers alone changed: the rest kept byte for byte, sequences too */
+static void
+test_headers_only(void **state)
+{
+    char           why[512];
+    size_t         len, off;
+    rf_buf_t       json;
+    rf_rec_t       rec, o;
+    rf_str_t       s;
+    rf_field_t     f;
+    rf_lua_t      *L;
+    rf_lua_out_t   out;
+    unsigned char  buf[1024];
+
+    L = open_ok("function transform(r)\n"
+                "  if r.uri == '/del' then r.status = nil return r end\n"
+                "  if r.uri == '/bad' then r.headers[1] = 5 return r end\n"
+                "  assert(rf.header(r, 'AUTHORIZATION') == 'Bearer s3cret')\n"
+                "  local h = r.headers\n"
+                "  h[1][2] = 'x'\n"
+                "  h[#h + 1] = {'X-Added', 'yes'}\n"
+                "  assert(rf.header(r, 'x-added') == 'yes')\n"
+                "  return r\n"
+                "end\n", NULL, 0, 0);
+
+    rf_lua_out_init(&out);
+    rf_buf_init(&json);
+
+    len = build(buf, sizeof(buf), "/a", 1);
+    rf_rec_set_rseq(buf, 77);
+    parse_ok(&rec, buf, len);
+
+    assert_int_equal(rf_lua_transform(L, &rec, &out, why, sizeof(why)), 0);
+    assert_int_equal(out.n, 1);
+    parse_ok(&o, out.data.data, out.recs[0].len);
+    assert_int_equal(o.rseq, 77);
+    assert_int_equal(o.time_ns, TEST_TIME_NS);
+    assert_int_equal(rf_rec_field(&o, RF_F_BODY, &s), 0);
+    assert_memory_equal(s.data, test_body, sizeof(test_body));
+
+    off = 0;
+    while (rf_rec_next_field(&o, &off, &f)) {
+        if (f.id == RF_F_HEADER) {
+            break;
+        }
+    }
+    assert_int_equal(f.id, RF_F_HEADER);      /* in place, not at the end */
+
+    view(&out, 0, &json);
+    assert_non_null(strstr((char *) json.data,
+                           "\"headers\":[[\"Authorization\",\"x\"],"
+                           "[\"X-User\",\"alice\"],[\"X-Added\",\"yes\"]]"));
+    assert_non_null(strstr((char *) json.data, "\"status\":503"));
+
+    rf_lua_out_reset(&out);
+    assert_int_equal(run(L, "/del", 0, &out, why), 0);
+    view(&out, 0, &json);
+    assert_null(strstr((char *) json.data, "\"status\""));
+    assert_non_null(strstr((char *) json.data, "\"uri\":\"/del\""));
+
+    assert_int_equal(run(L, "/bad", 0, &out, why), -1);
+    assert_non_null(strstr(why, "\"headers\" must be"));
+
+    rf_buf_free(&json);
+    rf_lua_out_free(&out);
+    rf_lua_close(L);
+}
+
+
 static void
 test_lists_routes(void **state)
 {
@@ -788,6 +857,7 @@ main(void)
         cmocka_unit_test(test_sandbox),
         cmocka_unit_test(test_untouched),
         cmocka_unit_test(test_rebuild_binary),
+        cmocka_unit_test(test_headers_only),
         cmocka_unit_test(test_lists_routes),
         cmocka_unit_test(test_stamp_source),
         cmocka_unit_test(test_budget),
