@@ -23,6 +23,7 @@
 
 #include "rf_buf.h"
 #include "rf_conf.h"
+#include "rf_lua.h"
 #include "rf_record.h"
 
 
@@ -100,6 +101,10 @@ struct player_sink_s {
     const char                 *bucket;
     void                       *conf;       /* conf_size bytes, applied */
     void                       *ctx;        /* the sink's own state */
+
+    /* "script FILE;" in the block: run on what reaches this sink */
+    char                       *script;
+    rf_lua_t                   *lua;
 
     /* kept by the core; read with __atomic loads from other threads */
     uint64_t                    taken;

@@ -2,9 +2,11 @@
  * Copyright (C) ReplayForge contributors
  *
  * rf-playerd's directives as tables (the top level, the bucket block; a
- * sink block is its type's own table), and loading: the -c file, then
- * the flags, which are first written out as configuration text so that
- * both go through one parser and one set of checks.  -t lives here too.
+ * sink block is its type's own table plus "script"), and loading: the -c
+ * file, then the flags, which are first written out as configuration
+ * text so that both go through one parser and one set of checks, then
+ * the Lua scripts (so that a broken one fails -t, start-up and a
+ * reload alike).  -t lives here too.
  */
 
 #include <ctype.h>
@@ -34,6 +36,9 @@ static int player_conf_bucket(const rf_conf_cmd_t *cmd,
     const rf_conf_node_t *node, void *conf, char *err, size_t errlen);
 static int player_conf_sink(const rf_conf_cmd_t *cmd,
     const rf_conf_node_t *node, void *conf, char *err, size_t errlen);
+static int player_conf_sink_block(player_sink_t *s,
+    const rf_conf_cmd_t *cmds, const rf_conf_node_t *children, char *err,
+    size_t errlen);
 static void player_sink_free(player_sink_t *s);
 static void player_bucket_conf_free(player_bucket_conf_t *b);
 static int player_conf_flags_text(rf_buf_t *b, char *err, size_t errlen);
@@ -81,6 +86,17 @@ static const rf_conf_cmd_t  player_cmds[] = {
     { "log_level", RF_CONF_ENUM, offsetof(player_conf_t, log_level), 0, 0,
       "info", player_level_names, NULL, 0 },
 
+    /* budget and memory: 0 when not set, the bridge's defaults */
+
+    { "script_budget", RF_CONF_INT, offsetof(player_conf_t, script_budget),
+      1000, INT64_C(1000000000000), NULL, NULL, NULL, 0 },
+
+    { "script_memory", RF_CONF_SIZE, offsetof(player_conf_t, script_memory),
+      (int64_t) RF_LUA_MEMORY_MIN, 0, NULL, NULL, NULL, 0 },
+
+    { "script_tick", RF_CONF_MSEC, offsetof(player_conf_t, script_tick), 10,
+      3600 * 1000, "1s", NULL, NULL, 0 },
+
     { "bucket", RF_CONF_CUSTOM, 0, 0, 0, NULL, NULL, player_conf_bucket,
       1 },
 
@@ -102,6 +118,9 @@ static const rf_conf_cmd_t  player_bucket_cmds[] = {
     { "wait", RF_CONF_MSEC, offsetof(player_bucket_conf_t, wait), 0,
       3600 * 1000, "30s", NULL, NULL, 0 },
 
+    { "script", RF_CONF_STR, offsetof(player_bucket_conf_t, script), 0, 0,
+      NULL, NULL, NULL, 0 },
+
     { "sink", RF_CONF_CUSTOM, 0, 0, 0, NULL, NULL, player_conf_sink, 1 },
 
     rf_conf_null_cmd
@@ -109,6 +128,16 @@ static const rf_conf_cmd_t  player_bucket_cmds[] = {
 
 
 static const rf_conf_cmd_t  player_empty_cmds[] = {
+    rf_conf_null_cmd
+};
+
+
+/* a sink block's own directive, besides its type's */
+static const rf_conf_cmd_t  player_sink_script_cmds[] = {
+
+    { "script", RF_CONF_STR, offsetof(player_sink_t, script), 0, 0, NULL,
+      NULL, NULL, 0 },
+
     rf_conf_null_cmd
 };
 
@@ -296,7 +325,8 @@ player_conf_sink(const rf_conf_cmd_t *cmd, const rf_conf_node_t *node,
     }
 
     if (node->block
-        && rf_conf_apply(cmds, node->children, s->conf, err, errlen) != 0)
+        && player_conf_sink_block(s, cmds, node->children, err, errlen)
+           != 0)
     {
         goto failed;
     }
@@ -323,9 +353,73 @@ failed:
 }
 
 
+/*
+ * A sink block: "script" is the core's, the rest the type's.  Each table
+ * is applied to its share of the directives (shallow copies of the
+ * nodes, relinked), so that both report file:line as usual.
+ */
+static int
+player_conf_sink_block(player_sink_t *s, const rf_conf_cmd_t *cmds,
+    const rf_conf_node_t *children, char *err, size_t errlen)
+{
+    int                    rc;
+    size_t                 i, n;
+    rf_conf_node_t        *copy, *scripts, *rest, **sl, **rl;
+    const rf_conf_node_t  *node;
+
+    n = 0;
+
+    for (node = children; node != NULL; node = node->next) {
+        n++;
+    }
+
+    copy = calloc(n ? n : 1, sizeof(rf_conf_node_t));
+    if (copy == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    scripts = NULL;
+    rest = NULL;
+    sl = &scripts;
+    rl = &rest;
+
+    for (i = 0, node = children; node != NULL; i++, node = node->next) {
+        copy[i] = *node;
+        copy[i].next = NULL;
+
+        if (strcmp(node->name, "script") == 0) {
+            *sl = &copy[i];
+            sl = &copy[i].next;
+
+        } else {
+            *rl = &copy[i];
+            rl = &copy[i].next;
+        }
+    }
+
+    rc = rf_conf_apply(player_sink_script_cmds, scripts, s, err, errlen);
+
+    if (rc == 0) {
+        rc = rf_conf_apply(cmds, rest, s->conf, err, errlen);
+    }
+
+    free(copy);
+
+    return rc;
+}
+
+
 static void
 player_sink_free(player_sink_t *s)
 {
+    if (s->lua != NULL) {
+        rf_lua_close(s->lua);
+        s->lua = NULL;
+    }
+
+    rf_conf_release(player_sink_script_cmds, s);
+
     if (s->conf != NULL) {
         rf_conf_release(s->type->cmds ? s->type->cmds : player_empty_cmds,
                         s->conf);
@@ -349,6 +443,11 @@ player_bucket_conf_free(player_bucket_conf_t *b)
 
     for (i = 0; i < b->nsinks; i++) {
         player_sink_free(b->sinks[i]);
+    }
+
+    if (b->lua != NULL) {
+        rf_lua_close(b->lua);
+        b->lua = NULL;
     }
 
     rf_conf_release(player_bucket_cmds, b);
@@ -402,9 +501,9 @@ static int
 player_conf_flags_text(rf_buf_t *b, char *err, size_t errlen)
 {
     int          i, rc, ntarget;
-    const char  *bucket, *consumer, *sqlite, *file, *n, *v;
+    const char  *bucket, *consumer, *sqlite, *file, *script, *n, *v;
 
-    bucket = consumer = sqlite = file = NULL;
+    bucket = consumer = sqlite = file = script = NULL;
     ntarget = 0;
     rc = 0;
 
@@ -424,6 +523,9 @@ player_conf_flags_text(rf_buf_t *b, char *err, size_t errlen)
         } else if (strcmp(n, "file") == 0) {
             file = v;
 
+        } else if (strcmp(n, "script") == 0) {
+            script = v;
+
         } else if (strcmp(n, "target") == 0) {
             ntarget++;
 
@@ -436,10 +538,10 @@ player_conf_flags_text(rf_buf_t *b, char *err, size_t errlen)
 
     if (bucket == NULL) {
         if (consumer != NULL || sqlite != NULL || file != NULL
-            || ntarget > 0)
+            || script != NULL || ntarget > 0)
         {
-            snprintf(err, errlen, "--consumer, --target, --sqlite and "
-                     "--file need --bucket");
+            snprintf(err, errlen, "--consumer, --target, --sqlite, --file "
+                     "and --script need --bucket");
             return -1;
         }
 
@@ -453,6 +555,12 @@ player_conf_flags_text(rf_buf_t *b, char *err, size_t errlen)
     if (consumer != NULL) {
         rc |= rf_buf_adds(b, "    consumer ");
         rc |= player_conf_quote(b, consumer);
+        rc |= rf_buf_adds(b, ";\n");
+    }
+
+    if (script != NULL) {
+        rc |= rf_buf_adds(b, "    script ");
+        rc |= player_conf_quote(b, script);
         rc |= rf_buf_adds(b, ";\n");
     }
 
@@ -545,7 +653,9 @@ player_conf_load(player_conf_t *conf, const char *file, char *err,
 
     rf_buf_free(&text);
 
-    if (player_conf_check(conf, err, errlen) != 0) {
+    if (player_conf_check(conf, err, errlen) != 0
+        || player_scripts_open(conf, err, errlen) != 0)
+    {
         player_conf_free(conf);
         return -1;
     }

@@ -279,6 +279,7 @@ player_hb_json(player_hb_t *hb, size_t i, uint64_t now, rf_buf_t *b)
         rc |= rf_buf_printf(b, "_dead\":%" PRIu64, dead);
     }
 
+    rc |= player_script_stats_json(bc, b);
     rc |= rf_buf_adds(b, "}}");
 
     return rc ? -1 : 0;
@@ -411,6 +412,8 @@ player_metrics(rf_buf_t *out)
             }
         }
     }
+
+    rc |= player_script_metrics(out);
 
     for (i = 0; i < n && rc == 0; i++) {
         bc = player_pipes[i].bc;

@@ -1,12 +1,14 @@
 /*
  * Copyright (C) ReplayForge contributors
  *
- * One batch through the sinks of its bucket: each sink is offered the
- * records it has not taken yet, again and again with a doubling backoff,
- * until it took them, refused them for good, or ran out of tries; those
- * two go to the dead-letter file, which is fsync'ed before the batch
- * counts as done (and so before the ack).  A record is never dropped:
- * when even the dead-letter write fails, it stays pending.
+ * One batch through the sinks of its bucket: the bucket's script first
+ * (once per record), then per sink what reaches it (its route, its own
+ * script), offered again and again with a doubling backoff, until the
+ * sink took the records, refused them for good, or ran out of tries;
+ * those two go to the dead-letter file, which is fsync'ed before the
+ * batch counts as done (and so before the ack).  A record is never
+ * dropped by the core: when even the dead-letter write fails, it stays
+ * pending.  The scripts' tick() outputs take the same way, unacked.
  */
 
 #include <errno.h>
@@ -22,21 +24,22 @@
 
 
 typedef struct {
-    size_t                     *pending;    /* indexes into the chunk */
+    size_t                     *pending;    /* indexes into the records */
     size_t                      npending;
-    unsigned                   *tries;      /* per record of the chunk */
+    unsigned                   *tries;      /* per record */
     player_rec_t               *recs;       /* the offer */
     int                        *status;
     const char                **why;
 } player_offer_t;
 
 
+static int player_run_recs(player_pipe_t *p, const player_recs_t *recs,
+    int *dead);
 static int player_run_sink(player_pipe_t *p, player_sink_t *s,
-    player_chunk_t *c, player_offer_t *o, int *dead);
+    const player_rec_t *recs, size_t n, int *dead);
+static int player_run_synced(player_pipe_t *p, int dead);
 static int player_offer_alloc(player_offer_t *o, size_t n);
 static void player_offer_free(player_offer_t *o);
-static int player_dead_write(player_pipe_t *p, player_sink_t *s,
-    unsigned tries, const char *reason, const rf_rec_t *rec);
 static int player_dead_sync(void);
 
 
@@ -49,31 +52,108 @@ int
 player_run_batch(player_pipe_t *p, player_chunk_t *c)
 {
     int             dead;
-    size_t          i;
-    player_offer_t  o;
-
-    while (player_offer_alloc(&o, c->n) != 0) {
-        log_warnx("bucket \"%s\": out of memory for a batch of %zu",
-                  p->bc->name, c->n);
-
-        if (player_sleep(&p->stop, 1000) != 0) {
-            return -1;
-        }
-    }
+    player_recs_t   chunk, *recs;
 
     dead = 0;
 
-    for (i = 0; i < p->bc->nsinks; i++) {
-        if (player_run_sink(p, p->bc->sinks[i], c, &o, &dead) != 0) {
-            player_offer_free(&o);
+    if (p->bc->lua != NULL && rf_lua_has_transform(p->bc->lua)) {
+        if (player_script_bucket(p, c->recs, c->n, &recs, &dead) != 0) {
+            return -1;
+        }
+
+    } else {
+        chunk.recs = c->recs;
+        chunk.routes = NULL;
+        chunk.n = c->n;
+        chunk.cap = c->n;
+        recs = &chunk;
+    }
+
+    if (player_run_recs(p, recs, &dead) != 0) {
+        return -1;
+    }
+
+    return player_run_synced(p, dead);
+}
+
+
+/*
+ * Every script_tick: the bucket's tick() (its records go the way a
+ * batch's do), then each sink's (to that sink alone).  Nothing to ack.
+ */
+
+int
+player_run_tick(player_pipe_t *p)
+{
+    int             dead;
+    size_t          i;
+    uint64_t        now;
+    player_sink_t  *s;
+    player_recs_t  *recs;
+
+    now = player_now_ms();
+
+    if (now < p->next_tick) {
+        return 0;
+    }
+
+    p->next_tick = now + p->conf->script_tick;
+    dead = 0;
+
+    if (p->bc->lua != NULL && rf_lua_has_tick(p->bc->lua)) {
+        if (player_script_bucket(p, NULL, 0, &recs, &dead) != 0
+            || player_run_recs(p, recs, &dead) != 0)
+        {
             return -1;
         }
     }
 
-    player_offer_free(&o);
+    for (i = 0; i < p->bc->nsinks; i++) {
+        s = p->bc->sinks[i];
 
-    /* what was dead-lettered is on disk before the ack */
+        if (s->lua == NULL || !rf_lua_has_tick(s->lua)) {
+            continue;
+        }
 
+        if (player_script_sink_tick(p, s, &recs) != 0
+            || player_run_sink(p, s, recs->recs, recs->n, &dead) != 0)
+        {
+            return -1;
+        }
+    }
+
+    return player_run_synced(p, dead);
+}
+
+
+/* each sink its share of recs, through its script; 0, or -1 stopped */
+
+static int
+player_run_recs(player_pipe_t *p, const player_recs_t *recs, int *dead)
+{
+    size_t          i;
+    player_sink_t  *s;
+    player_recs_t  *out;
+
+    for (i = 0; i < p->bc->nsinks; i++) {
+        s = p->bc->sinks[i];
+
+        if (player_script_sink(p, s, recs, &out, dead) != 0
+            || player_run_sink(p, s, out->recs, out->n, dead) != 0)
+        {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* what was dead-lettered is on disk before the ack */
+
+static int
+player_run_synced(player_pipe_t *p, int dead)
+{
     while (dead && player_dead_sync() != 0) {
         log_warn("dead_letter \"%s\": fsync", player_dead_path);
 
@@ -89,32 +169,49 @@ player_run_batch(player_pipe_t *p, player_chunk_t *c)
 /* one sink: 0 when it took or dead-lettered every record, -1 stopped */
 
 static int
-player_run_sink(player_pipe_t *p, player_sink_t *s, player_chunk_t *c,
-    player_offer_t *o, int *dead)
+player_run_sink(player_pipe_t *p, player_sink_t *s, const player_rec_t *recs,
+    size_t n, int *dead)
 {
-    int          st;
-    size_t       i, j, k, m;
-    uint64_t     backoff;
-    const char  *why;
+    int              st;
+    size_t           i, j, k, m;
+    uint64_t         backoff;
+    const char      *why;
+    player_offer_t   offer, *o;
 
-    for (i = 0; i < c->n; i++) {
+    if (n == 0) {
+        return 0;
+    }
+
+    o = &offer;
+
+    while (player_offer_alloc(o, n) != 0) {
+        log_warnx("bucket \"%s\": out of memory for a batch of %zu",
+                  p->bc->name, n);
+
+        if (player_sleep(&p->stop, 1000) != 0) {
+            return -1;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
         o->pending[i] = i;
         o->tries[i] = 0;
     }
 
-    o->npending = c->n;
+    o->npending = n;
     backoff = p->conf->retry_backoff;
 
     while (o->npending > 0) {
 
         if (__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+            player_offer_free(o);
             return -1;
         }
 
         m = o->npending;
 
         for (j = 0; j < m; j++) {
-            o->recs[j] = c->recs[o->pending[j]];
+            o->recs[j] = recs[o->pending[j]];
             o->status[j] = PLAYER_RETRY;
             o->why[j] = NULL;
         }
@@ -154,7 +251,8 @@ player_run_sink(player_pipe_t *p, player_sink_t *s, player_chunk_t *c,
                 why = (st == PLAYER_FAIL) ? "refused" : "too many tries";
             }
 
-            if (player_dead_write(p, s, o->tries[i], why, &c->recs[i].rec)
+            if (player_dead_write(p, s->name, NULL, o->tries[i], why,
+                                  &recs[i].rec)
                 != 0)
             {
                 /* not lost: offered again, and dead-lettered later */
@@ -164,7 +262,7 @@ player_run_sink(player_pipe_t *p, player_sink_t *s, player_chunk_t *c,
 
             log_warnx("bucket \"%s\" sink \"%s\": record %" PRIu64
                       " dead-lettered after %u tries: %s", p->bc->name,
-                      s->name, c->recs[i].seq, o->tries[i], why);
+                      s->name, recs[i].seq, o->tries[i], why);
 
             __atomic_add_fetch(&s->dead, 1, __ATOMIC_RELAXED);
             __atomic_add_fetch(&p->dead, 1, __ATOMIC_RELAXED);
@@ -178,6 +276,7 @@ player_run_sink(player_pipe_t *p, player_sink_t *s, player_chunk_t *c,
         }
 
         if (player_sleep(&p->stop, backoff) != 0) {
+            player_offer_free(o);
             return -1;
         }
 
@@ -187,6 +286,8 @@ player_run_sink(player_pipe_t *p, player_sink_t *s, player_chunk_t *c,
             backoff = PLAYER_BACKOFF_MAX_MS;
         }
     }
+
+    player_offer_free(o);
 
     return 0;
 }
@@ -279,9 +380,9 @@ player_dead_close(void)
 
 /* one NDJSON line per record, written with one write(2) under O_APPEND */
 
-static int
-player_dead_write(player_pipe_t *p, player_sink_t *s, unsigned tries,
-    const char *reason, const rf_rec_t *rec)
+int
+player_dead_write(player_pipe_t *p, const char *sink, const char *script,
+    unsigned tries, const char *reason, const rf_rec_t *rec)
 {
     int       rc;
     size_t    off;
@@ -297,7 +398,20 @@ player_dead_write(player_pipe_t *p, player_sink_t *s, unsigned tries,
     rc |= rf_json_str(&b, (const unsigned char *) p->bc->consumer,
                       strlen(p->bc->consumer));
     rc |= rf_buf_adds(&b, ",\"sink\":");
-    rc |= rf_json_str(&b, (const unsigned char *) s->name, strlen(s->name));
+
+    if (sink != NULL) {
+        rc |= rf_json_str(&b, (const unsigned char *) sink, strlen(sink));
+
+    } else {
+        rc |= rf_buf_adds(&b, "null");
+    }
+
+    if (script != NULL) {
+        rc |= rf_buf_adds(&b, ",\"script\":");
+        rc |= rf_json_str(&b, (const unsigned char *) script,
+                          strlen(script));
+    }
+
     rc |= rf_buf_printf(&b, ",\"tries\":%u,\"reason\":", tries);
     rc |= rf_json_str(&b, (const unsigned char *) reason, strlen(reason));
     rc |= rf_buf_adds(&b, ",\"record\":");

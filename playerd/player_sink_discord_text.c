@@ -48,7 +48,8 @@ static const struct {
     { "ts", PLAYER_DISCORD_TS },
     { "bucket", PLAYER_DISCORD_BUCKET },
     { "kind", PLAYER_DISCORD_KIND },
-    { "body", PLAYER_DISCORD_BODY }
+    { "body", PLAYER_DISCORD_BODY },
+    { "line", PLAYER_DISCORD_LINE }
 };
 
 
@@ -307,7 +308,8 @@ player_discord_value(player_discord_t *d, const player_discord_part_t *part,
         [PLAYER_DISCORD_HOST] = RF_F_HOST,
         [PLAYER_DISCORD_SOURCE] = RF_F_SOURCE,
         [PLAYER_DISCORD_CLIENT] = RF_F_CLIENT,
-        [PLAYER_DISCORD_BUCKET] = RF_F_BUCKET
+        [PLAYER_DISCORD_BUCKET] = RF_F_BUCKET,
+        [PLAYER_DISCORD_LINE] = RF_F_LINE
     };
 
     rec = &pr->rec;
@@ -324,6 +326,7 @@ player_discord_value(player_discord_t *d, const player_discord_part_t *part,
     case PLAYER_DISCORD_SOURCE:
     case PLAYER_DISCORD_CLIENT:
     case PLAYER_DISCORD_BUCKET:
+    case PLAYER_DISCORD_LINE:
         if (rf_rec_field(rec, ids[part->what], &s) == 0) {
             return player_discord_clean(&d->value, s.data, s.len);
         }

@@ -81,6 +81,7 @@ typedef struct {
 /* a record replayed to some targets only: never replay it to them again */
 typedef struct {
     uint64_t                    seq;
+    const unsigned char        *buf;        /* the record's bytes */
     uint64_t                    done;       /* a bit per target */
 } player_http_partial_t;
 

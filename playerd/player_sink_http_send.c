@@ -40,10 +40,10 @@ static void player_sink_http_done(player_http_ctx_t *ctx,
 static void player_sink_http_mismatch(player_http_ctx_t *ctx,
     const player_rec_t *r, const player_http_job_t *job,
     player_http_target_t *tg, uint64_t orig, long status, uint64_t us);
-static void player_sink_http_remember(player_http_ctx_t *ctx, uint64_t seq,
-    uint64_t done);
+static void player_sink_http_remember(player_http_ctx_t *ctx,
+    const player_rec_t *r, uint64_t done);
 static uint64_t player_sink_http_recall(player_http_ctx_t *ctx,
-    uint64_t seq, int forget);
+    const player_rec_t *r, int forget);
 
 
 int
@@ -141,10 +141,10 @@ player_sink_http_write(player_sink_t *s, const player_rec_t *recs, size_t n,
 
         if (ctx->conf->ntargets > 1 && recs[i].rec.kind == RF_KIND_HTTP) {
             if (job->status == PLAYER_RETRY && job->done != 0) {
-                player_sink_http_remember(ctx, recs[i].seq, job->done);
+                player_sink_http_remember(ctx, &recs[i], job->done);
 
             } else if (ctx->npartial > 0) {
-                (void) player_sink_http_recall(ctx, recs[i].seq, 1);
+                (void) player_sink_http_recall(ctx, &recs[i], 1);
             }
         }
     }
@@ -185,7 +185,7 @@ player_sink_http_prepare(player_http_ctx_t *ctx, const player_rec_t *recs,
         }
 
         if (ctx->npartial > 0) {
-            job->done = player_sink_http_recall(ctx, recs[i].seq, 0);
+            job->done = player_sink_http_recall(ctx, &recs[i], 0);
         }
 
         for (t = 0; t < ntargets; t++) {
@@ -521,22 +521,32 @@ player_sink_http_mismatch(player_http_ctx_t *ctx, const player_rec_t *r,
  * Records some targets answered and others did not are remembered by
  * seq, so that the retry goes only to the others: a target never gets a
  * record twice.  A small ring; the oldest is forgotten when it is full.
+ * A script's fan-out gives records of one seq: their bytes (which stay
+ * where they are while the batch is retried) tell them apart.  What a
+ * script's tick() made has no seq and is not remembered: its retry goes
+ * to every target.
  */
 
 static void
-player_sink_http_remember(player_http_ctx_t *ctx, uint64_t seq,
+player_sink_http_remember(player_http_ctx_t *ctx, const player_rec_t *r,
     uint64_t done)
 {
     size_t  i;
 
+    if (r->seq == 0) {
+        return;
+    }
+
     for (i = 0; i < ctx->npartial; i++) {
-        if (ctx->partial[i].seq == seq) {
+        if (ctx->partial[i].seq == r->seq && ctx->partial[i].buf == r->rec.buf)
+        {
             ctx->partial[i].done = done;
             return;
         }
     }
 
-    ctx->partial[ctx->partial_next].seq = seq;
+    ctx->partial[ctx->partial_next].seq = r->seq;
+    ctx->partial[ctx->partial_next].buf = r->rec.buf;
     ctx->partial[ctx->partial_next].done = done;
     ctx->partial_next = (ctx->partial_next + 1) % PLAYER_HTTP_PARTIAL_MAX;
 
@@ -547,17 +557,20 @@ player_sink_http_remember(player_http_ctx_t *ctx, uint64_t seq,
 
 
 static uint64_t
-player_sink_http_recall(player_http_ctx_t *ctx, uint64_t seq, int forget)
+player_sink_http_recall(player_http_ctx_t *ctx, const player_rec_t *r,
+    int forget)
 {
     size_t    i;
     uint64_t  done;
 
     for (i = 0; i < ctx->npartial; i++) {
-        if (ctx->partial[i].seq == seq) {
+        if (ctx->partial[i].seq == r->seq && ctx->partial[i].buf == r->rec.buf)
+        {
             done = ctx->partial[i].done;
 
             if (forget) {
                 ctx->partial[i].seq = UINT64_MAX;
+                ctx->partial[i].buf = NULL;
                 ctx->partial[i].done = 0;
             }
 

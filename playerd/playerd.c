@@ -37,6 +37,8 @@ static void player_stop(void);
 static void player_reload(player_conf_t **conf);
 static void *player_fetch_thread(void *arg);
 static void *player_pipe_thread(void *arg);
+static int player_cond_init(pthread_cond_t *cond);
+static void player_pipe_wait(player_pipe_t *p, int ticks);
 
 
 enum {
@@ -47,7 +49,7 @@ enum {
 static const char *const  player_flag_names[] = {
     "relay", "bucket", "token", "consumer", "target", "sqlite",
     "api_listen", "htpasswd", "file", "dead_letter", "id", "log_level",
-    "token_file", "max_tries", "retry_backoff", "heartbeat"
+    "token_file", "max_tries", "retry_backoff", "heartbeat", "script"
 };
 
 static const struct option  player_options[] = {
@@ -68,6 +70,7 @@ static const struct option  player_options[] = {
     { "max-tries", required_argument, NULL, PLAYER_OPT_CONF + 13 },
     { "retry-backoff", required_argument, NULL, PLAYER_OPT_CONF + 14 },
     { "heartbeat", required_argument, NULL, PLAYER_OPT_CONF + 15 },
+    { "script", required_argument, NULL, PLAYER_OPT_CONF + 16 },
     { NULL, 0, NULL, 0 }
 };
 
@@ -265,8 +268,8 @@ player_usage(FILE *out)
         "[--token TOKEN]\n"
         "         [--bucket NAME --consumer NAME [--target URL ...] "
         "[--file PATH]\n"
-        "          [--sqlite PATH] ] [--api-listen ADDR:PORT] "
-        "[--htpasswd FILE]\n"
+        "          [--sqlite PATH] [--script FILE] ]\n"
+        "         [--api-listen ADDR:PORT] [--htpasswd FILE]\n"
         "         [--dead-letter PATH] [--id ID] "
         "[--log-level warn|info|debug]\n"
         "         [--token-file PATH] [--max-tries N] "
@@ -428,9 +431,11 @@ player_start(player_conf_t *conf, char *err, size_t errlen)
         p->conf = conf;
         p->bc = &conf->buckets[i];
         p->token = player_bucket_token(conf, p->bc);
+        p->next_tick = player_now_ms() + conf->script_tick;
+        player_script_init(p);
 
         if (pthread_mutex_init(&p->lock, NULL) != 0
-            || pthread_cond_init(&p->cond, NULL) != 0
+            || player_cond_init(&p->cond) != 0
             || player_http_init(&p->fetch_http, &p->stop, err, errlen) != 0
             || player_http_init(&p->ack_http, &p->stop, err, errlen) != 0)
         {
@@ -562,6 +567,7 @@ player_stop(void)
 
         rf_http_free(&p->fetch_http);
         rf_http_free(&p->ack_http);
+        player_script_free(p);
         pthread_mutex_destroy(&p->lock);
         pthread_cond_destroy(&p->cond);
     }
@@ -617,24 +623,24 @@ player_fetch_thread(void *arg)
 }
 
 
-/* the sink thread: each batch through the sinks, then the ack */
-
+/*
+ * The sink thread: each batch through the sinks, then the ack; and every
+ * script_tick the scripts' tick(), also while the relay has nothing.
+ */
 static void *
 player_pipe_thread(void *arg)
 {
+    int              ticks;
     player_pipe_t   *p;
     player_chunk_t  *c;
 
     p = arg;
+    ticks = player_script_ticks(p->bc);
 
     for ( ;; ) {
         pthread_mutex_lock(&p->lock);
 
-        while (p->ready == NULL && !__atomic_load_n(&p->stop,
-                                                    __ATOMIC_ACQUIRE))
-        {
-            pthread_cond_wait(&p->cond, &p->lock);
-        }
+        player_pipe_wait(p, ticks);
 
         c = p->ready;
         p->ready = NULL;
@@ -642,8 +648,16 @@ player_pipe_thread(void *arg)
 
         pthread_mutex_unlock(&p->lock);
 
-        if (c == NULL) {
+        if (__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE) && c == NULL) {
             break;
+        }
+
+        if (ticks && c == NULL && player_run_tick(p) != 0) {
+            break;
+        }
+
+        if (c == NULL) {
+            continue;
         }
 
         if (player_run_batch(p, c) != 0
@@ -656,11 +670,65 @@ player_pipe_thread(void *arg)
         }
 
         player_chunk_free(c);
+
+        if (ticks && player_run_tick(p) != 0) {
+            break;
+        }
     }
 
     __atomic_store_n(&p->running, 0, __ATOMIC_RELEASE);
 
     return NULL;
+}
+
+
+/* under p->lock: until a batch is ready, the player stops or a tick is due */
+
+static void
+player_pipe_wait(player_pipe_t *p, int ticks)
+{
+    struct timespec  ts;
+
+    while (p->ready == NULL && !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+
+        if (!ticks) {
+            pthread_cond_wait(&p->cond, &p->lock);
+            continue;
+        }
+
+        if (player_now_ms() >= p->next_tick) {
+            return;
+        }
+
+        /* player_now_ms() is CLOCK_MONOTONIC's, as is the cond's clock */
+
+        ts.tv_sec = (time_t) (p->next_tick / 1000);
+        ts.tv_nsec = (long) (p->next_tick % 1000) * 1000000L;
+
+        (void) pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+    }
+}
+
+
+static int
+player_cond_init(pthread_cond_t *cond)
+{
+    int                 rc;
+    pthread_condattr_t  attr;
+
+    if (pthread_condattr_init(&attr) != 0) {
+        return -1;
+    }
+
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+
+    if (rc == 0) {
+        rc = pthread_cond_init(cond, &attr);
+    }
+
+    (void) pthread_condattr_destroy(&attr);
+
+    return rc ? -1 : 0;
 }
 
 

@@ -32,6 +32,8 @@ typedef struct {
     char                       *token;      /* NULL: the top level's */
     int64_t                     batch;
     uint64_t                    wait;       /* ms */
+    char                       *script;     /* "script FILE;" */
+    rf_lua_t                   *lua;        /* its state, opened at load */
     player_sink_t              *sinks[PLAYER_MAX_SINKS];
     size_t                      nsinks;
 } player_bucket_conf_t;
@@ -49,6 +51,9 @@ typedef struct {
     uint64_t                    retry_backoff;  /* ms */
     uint64_t                    heartbeat;      /* ms, 0: none */
     int                         log_level;
+    int64_t                     script_budget;
+    uint64_t                    script_memory;
+    uint64_t                    script_tick;    /* ms */
     player_bucket_conf_t        buckets[PLAYER_MAX_BUCKETS];
     size_t                      nbuckets;
 } player_conf_t;
@@ -98,6 +103,19 @@ typedef struct {
 } player_chunk_t;
 
 
+/*
+ * Records on their way to the sinks: views into a chunk or into what a
+ * script produced, and the route of each (an offset into the script's
+ * rf_lua_out_t routes, or RF_LUA_NO_ROUTE: every sink).
+ */
+typedef struct {
+    player_rec_t               *recs;
+    size_t                     *routes;
+    size_t                      n;
+    size_t                      cap;
+} player_recs_t;
+
+
 /* one bucket's pipeline: a fetcher thread one batch ahead, a sink thread */
 typedef struct {
     player_conf_t              *conf;
@@ -116,6 +134,13 @@ typedef struct {
 
     rf_http_client_t            fetch_http;
     rf_http_client_t            ack_http;
+
+    /* the sink thread's: what the scripts produced (player_script.c) */
+    rf_lua_out_t                bout;
+    rf_lua_out_t                sout;
+    player_recs_t               brecs;
+    player_recs_t               srecs;
+    uint64_t                    next_tick;  /* player_now_ms() */
 
     /* __atomic: read by the heartbeat and the metrics */
     uint64_t                    pulled;
@@ -147,8 +172,31 @@ extern player_conf_t     *player_pipes_conf;
 
 /* 0 when every sink took or dead-lettered every record; -1 stopped */
 int player_run_batch(player_pipe_t *p, player_chunk_t *c);
+/* ticks due: run them; 0, or -1 stopped */
+int player_run_tick(player_pipe_t *p);
 int player_dead_open(const char *path, char *err, size_t errlen);
+/* sink NULL: a bucket's script; script: the one that failed, or NULL */
+int player_dead_write(player_pipe_t *p, const char *sink, const char *script,
+    unsigned tries, const char *reason, const rf_rec_t *rec);
 void player_dead_close(void);
+
+
+/* player_script.c: the Lua scripts of a configuration and of a pipeline */
+
+int player_scripts_open(player_conf_t *conf, char *err, size_t errlen);
+int player_script_ticks(const player_bucket_conf_t *bc);
+void player_script_init(player_pipe_t *p);
+void player_script_free(player_pipe_t *p);
+/* in NULL: the bucket's tick(); 0, or -1 stopped */
+int player_script_bucket(player_pipe_t *p, const player_rec_t *in, size_t n,
+    player_recs_t **out, int *dead);
+int player_script_sink(player_pipe_t *p, player_sink_t *s,
+    const player_recs_t *in, player_recs_t **out, int *dead);
+int player_script_sink_tick(player_pipe_t *p, player_sink_t *s,
+    player_recs_t **out);
+int player_script_stats_json(const player_bucket_conf_t *bc, rf_buf_t *b);
+/* under player_pipes_lock */
+int player_script_metrics(rf_buf_t *out);
 
 
 /* player_heartbeat.c: the heartbeat thread; metrics and health */
