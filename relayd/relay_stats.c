@@ -103,6 +103,7 @@ relay_stats_heartbeat(const char *body, size_t len, const char *addr,
 {
     size_t            i, slot, oldest;
     int64_t           interval;
+    const char       *slash;
     const rf_json_t  *root, *stats;
     rf_json_doc_t    *doc;
     rf_buf_t          text;
@@ -131,9 +132,16 @@ relay_stats_heartbeat(const char *body, size_t len, const char *addr,
         goto failed;
     }
 
-    if (!rf_valid_name(s.id, strlen(s.id))) {
-        snprintf(err, errlen, "invalid \"id\": 1 to %d letters, digits, "
-                 "\".\", \"_\" or \"-\"", RELAY_NAME_MAX);
+    /* a name, or NAME/NAME: a player reports per bucket as ID/BUCKET */
+    slash = strchr(s.id, '/');
+
+    if (slash ? !rf_valid_name(s.id, (size_t) (slash - s.id))
+                || !rf_valid_name(slash + 1, strlen(slash + 1))
+              : !rf_valid_name(s.id, strlen(s.id)))
+    {
+        snprintf(err, errlen, "invalid \"id\": a name or NAME/NAME, names "
+                 "of 1 to %d letters, digits, \".\", \"_\" or \"-\"",
+                 RELAY_NAME_MAX);
         goto failed;
     }
 

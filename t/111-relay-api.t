@@ -272,10 +272,22 @@ is(relay_request($relay, 'POST', '/v1/heartbeat', body => $hb,
    'heartbeat with any bucket token: 204');
 is(relay_request($relay, 'POST', '/v1/heartbeat', body => '{"id":1}',
                  token => 'token-b')->status, 400, 'a bad heartbeat: 400');
+for my $id ('a/b/c', '/b', 'a/', 'a b') {
+    is(relay_request($relay, 'POST', '/v1/heartbeat',
+                     body => $json->encode({ id => $id, role => 'player' }),
+                     token => 'token-b')->status, 400, "heartbeat id '$id': 400");
+}
+is(relay_request($relay, 'POST', '/v1/heartbeat',
+                 body => $json->encode({ id => 'p-1/bucket-a',
+                                          role => 'player' }),
+                 token => 'token-b')->status, 204,
+   'a player\'s per-bucket id ID/BUCKET: 204');
 
 my $st = relay_stats($relay);
 my ($sys) = grep { $_->{id} eq 'web-1' } @{ $st->{systems} };
 is($sys->{role}, 'spool', 'the system shows in /v1/stats');
+ok((grep { $_->{id} eq 'p-1/bucket-a' } @{ $st->{systems} }),
+   'and so does the player\'s bucket');
 is($sys->{host}, 'h1', 'with its host');
 is($sys->{addr}, '127.0.0.1', 'and its address');
 is_deeply($sys->{stats}, { ring_used => 7, last_error => '<x>' },
