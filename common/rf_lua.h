@@ -95,6 +95,9 @@ void rf_lua_out_init(rf_lua_out_t *out);
 void rf_lua_out_reset(rf_lua_out_t *out);
 void rf_lua_out_free(rf_lua_out_t *out);
 
+/* Append a record as it is (no route); 0, or -1 with ENOMEM. */
+int rf_lua_out_add(rf_lua_out_t *out, const void *data, size_t len);
+
 /* The route's names one after another: NULL after the last one. */
 const char *rf_lua_route_next(const rf_lua_out_t *out, size_t route,
     const char *prev);

@@ -1234,6 +1234,24 @@ rf_lua_out_free(rf_lua_out_t *out)
 }
 
 
+int
+rf_lua_out_add(rf_lua_out_t *out, const void *data, size_t len)
+{
+    rf_lua_rec_t  *r;
+
+    if (rf_lua_out_grow(out) != 0 || rf_buf_add(&out->data, data, len) != 0) {
+        return -1;
+    }
+
+    r = &out->recs[out->n++];
+    r->off = out->data.len - len;
+    r->len = len;
+    r->route = RF_LUA_NO_ROUTE;
+
+    return 0;
+}
+
+
 const char *
 rf_lua_route_next(const rf_lua_out_t *out, size_t route, const char *prev)
 {

@@ -571,6 +571,7 @@ spool_buffer_release(spool_buffer_t *b, uint64_t upto, int rejected)
         c.ring_pos = b->meta.ring_pos;
         c.ring_batch = b->meta.ring_batch;
         c.invalid = 0;
+        memset(&c.script, 0, sizeof(spool_script_counts_t));
 
         if (spool_buffer_write_meta(b, &c) != 0
             || spool_store_commit(b->store) != 0)
@@ -624,6 +625,7 @@ spool_buffer_idle(spool_buffer_t *b)
     c.ring_pos = b->meta.ring_pos;
     c.ring_batch = b->meta.ring_batch;
     c.invalid = 0;
+    memset(&c.script, 0, sizeof(spool_script_counts_t));
 
     for (i = 0; i < SPOOL_SHRINK_STEPS; i++) {
         if (!spool_store_can_vacuum(b->store)
@@ -829,7 +831,16 @@ spool_buffer_write_meta(spool_buffer_t *b, const spool_commit_t *c)
         { "forwarded", (int64_t) b->d.forwarded, 1 },
         { "forwarded_bytes", (int64_t) b->d.forwarded_bytes, 1 },
         { "rejected", (int64_t) b->d.rejected, 1 },
-        { "rejected_bytes", (int64_t) b->d.rejected_bytes, 1 }
+        { "rejected_bytes", (int64_t) b->d.rejected_bytes, 1 },
+        { "script_calls", (int64_t) c->script.calls, 1 },
+        { "script_ticks", (int64_t) c->script.ticks, 1 },
+        { "script_errors", (int64_t) c->script.errors, 1 },
+        { "script_budget", (int64_t) c->script.budget, 1 },
+        { "script_memory", (int64_t) c->script.memory, 1 },
+        { "script_dropped", (int64_t) c->script.dropped, 1 },
+        { "script_produced", (int64_t) c->script.produced, 1 },
+        { "dead_lettered", (int64_t) c->script.dead_lettered, 1 },
+        { "dead_dropped", (int64_t) c->script.dead_dropped, 1 }
     };
 
     for (i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
@@ -871,6 +882,15 @@ spool_buffer_apply(spool_buffer_t *b, const spool_commit_t *c)
     m->forwarded_bytes += b->d.forwarded_bytes;
     m->rejected += b->d.rejected;
     m->rejected_bytes += b->d.rejected_bytes;
+    m->script.calls += c->script.calls;
+    m->script.ticks += c->script.ticks;
+    m->script.errors += c->script.errors;
+    m->script.budget += c->script.budget;
+    m->script.memory += c->script.memory;
+    m->script.dropped += c->script.dropped;
+    m->script.produced += c->script.produced;
+    m->script.dead_lettered += c->script.dead_lettered;
+    m->script.dead_dropped += c->script.dead_dropped;
 
     b->log_oldest += b->d.dropped_oldest;
     b->log_oldest_bytes += b->d.dropped_oldest_bytes;

@@ -32,6 +32,7 @@ typedef struct {
     uint64_t                    ring_pos;
     uint64_t                    ring_batch;
     uint64_t                    invalid;
+    spool_script_counts_t       script;     /* to add to the meta */
 } spool_commit_t;
 
 

@@ -169,12 +169,19 @@ spool_stats(const spoold_conf_t *conf)
         ",\"forwarded\":%" PRIu64 ",\"forwarded_bytes\":%" PRIu64
         ",\"rejected\":%" PRIu64 ",\"rejected_bytes\":%" PRIu64
         ",\"next_sseq\":%" PRIu64
-        ",\"ring_generation\":%" PRIu64 ",\"ring_pos\":%" PRIu64,
+        ",\"ring_generation\":%" PRIu64 ",\"ring_pos\":%" PRIu64
+        ",\"script_calls\":%" PRIu64 ",\"script_ticks\":%" PRIu64
+        ",\"script_errors\":%" PRIu64 ",\"script_budget\":%" PRIu64
+        ",\"script_memory\":%" PRIu64 ",\"script_dropped\":%" PRIu64
+        ",\"script_produced\":%" PRIu64 ",\"dead_lettered\":%" PRIu64
+        ",\"dead_dropped\":%" PRIu64,
         m.max_buffer, m.records, m.bytes, db + wal, db, wal, m.stored_total,
         m.dropped_oldest, m.dropped_oldest_bytes, m.dropped_newest,
         m.dropped_newest_bytes, m.invalid, m.forwarded, m.forwarded_bytes,
         m.rejected, m.rejected_bytes, m.next_sseq, m.ring_generation,
-        m.ring_pos);
+        m.ring_pos, m.script.calls, m.script.ticks, m.script.errors,
+        m.script.budget, m.script.memory, m.script.dropped, m.script.produced,
+        m.script.dead_lettered, m.script.dead_dropped);
 
     if (conf->ring != NULL && conf->ring[0] != '\0') {
         rc |= spool_stats_ring(&b, conf->ring);

@@ -374,11 +374,19 @@ spool_fwd_heartbeat_json(spool_fwd_t *f, rf_buf_t *b, uint64_t now)
         ",\"buffer_records\":%" PRIu64 ",\"buffer_bytes\":%" PRIu64
         ",\"buffer_max\":%" PRIu64 ",\"buffer_dropped_oldest\":%" PRIu64
         ",\"buffer_dropped_newest\":%" PRIu64
+        ",\"script_calls\":%" PRIu64 ",\"script_ticks\":%" PRIu64
+        ",\"script_errors\":%" PRIu64
+        ",\"script_budget\":%" PRIu64 ",\"script_memory\":%" PRIu64
+        ",\"script_dropped\":%" PRIu64 ",\"script_produced\":%" PRIu64
+        ",\"dead_lettered\":%" PRIu64 ",\"dead_dropped\":%" PRIu64
         ",\"sent_records\":%" PRIu64 ",\"sent_bytes\":%" PRIu64
         ",\"send_rate\":%.1f,\"errors\":%" PRIu64 ",\"last_error\":",
         rs.size, used, rs.written, rs.dropped_full, rs.dropped_too_big,
         m.records, m.bytes, m.max_buffer, m.dropped_oldest,
-        m.dropped_newest, f->sent_records, f->sent_bytes, rate, f->errors);
+        m.dropped_newest, m.script.calls, m.script.ticks, m.script.errors,
+        m.script.budget, m.script.memory, m.script.dropped, m.script.produced,
+        m.script.dead_lettered, m.script.dead_dropped, f->sent_records,
+        f->sent_bytes, rate, f->errors);
 
     rc |= rf_json_str(b, (const unsigned char *) f->last_error,
                       strlen(f->last_error));

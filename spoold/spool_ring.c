@@ -7,6 +7,8 @@
  * position after them, and only then released.  So a crash between the
  * commit and the release is repaired at the next attach from the meta,
  * and a failed commit leaves the records in the ring for the next try.
+ * With scripts, each record goes through them as it is read (once, even
+ * when the store is retried), and what they queue is stored instead.
  */
 
 #include <errno.h>
@@ -24,9 +26,9 @@
 
 
 static int spool_ring_collect(spool_ring_t *sr, spool_buffer_t *b,
-    const rf_str_t *id, size_t max);
+    const rf_str_t *id, spool_script_t *ss, size_t max);
 static int spool_ring_store(spool_ring_t *sr, spool_buffer_t *b,
-    const rf_str_t *id);
+    const rf_str_t *id, spool_script_t *ss);
 static void spool_ring_clear(spool_ring_t *sr);
 static uint64_t spool_ring_now_ms(void);
 
@@ -180,7 +182,7 @@ spool_ring_changed(spool_ring_t *sr, const char *path)
 
 int64_t
 spool_ring_drain(spool_ring_t *sr, spool_buffer_t *b, const rf_str_t *id,
-    size_t max, int flush)
+    spool_script_t *ss, size_t max, int flush)
 {
     uint64_t  n, now;
 
@@ -195,7 +197,7 @@ spool_ring_drain(spool_ring_t *sr, spool_buffer_t *b, const rf_str_t *id,
             sr->first_ms = now;
         }
 
-        if (spool_ring_collect(sr, b, id, max) != 0) {
+        if (spool_ring_collect(sr, b, id, ss, max) != 0) {
             return -1;
         }
 
@@ -217,7 +219,7 @@ spool_ring_drain(spool_ring_t *sr, spool_buffer_t *b, const rf_str_t *id,
         }
     }
 
-    if (spool_ring_store(sr, b, id) != 0) {
+    if (spool_ring_store(sr, b, id, ss) != 0) {
         sr->failed = 1;
         return -1;
     }
@@ -234,9 +236,9 @@ spool_ring_drain(spool_ring_t *sr, spool_buffer_t *b, const rf_str_t *id,
 
 static int
 spool_ring_collect(spool_ring_t *sr, spool_buffer_t *b, const rf_str_t *id,
-    size_t max)
+    spool_script_t *ss, size_t max)
 {
-    int                   rc;
+    int                   rc, scripted;
     uint32_t              len;
     uint64_t              limit, extra;
     rf_rec_t             *recs;
@@ -260,6 +262,20 @@ spool_ring_collect(spool_ring_t *sr, spool_buffer_t *b, const rf_str_t *id,
 
     sr->last_rc = RF_RING_OK;
 
+    /*
+     * A batch is read through the scripts or not at all; when a reload
+     * added or removed them meanwhile, what was read is stored first.
+     */
+
+    scripted = (ss != NULL && spool_script_active(ss));
+
+    if (sr->taken == 0) {
+        sr->scripted = scripted;
+
+    } else if (sr->scripted != scripted) {
+        return 0;
+    }
+
     while (sr->nrecs < max && sr->bytes < limit) {
         rc = rf_ring_next(&sr->ring, &sr->rd, &p, &len);
         if (rc != RF_RING_OK) {
@@ -276,6 +292,13 @@ spool_ring_collect(spool_ring_t *sr, spool_buffer_t *b, const rf_str_t *id,
             continue;
         }
 
+        if (sr->scripted) {
+            spool_script_run(ss, &sr->recs[sr->nrecs], limit);
+            sr->bytes = spool_script_bytes(ss, id->len);
+            sr->nrecs++;
+            continue;
+        }
+
         sr->bytes += len + extra;
         sr->nrecs++;
     }
@@ -287,22 +310,39 @@ spool_ring_collect(spool_ring_t *sr, spool_buffer_t *b, const rf_str_t *id,
 
 
 static int
-spool_ring_store(spool_ring_t *sr, spool_buffer_t *b, const rf_str_t *id)
+spool_ring_store(spool_ring_t *sr, spool_buffer_t *b, const rf_str_t *id,
+    spool_script_t *ss)
 {
     int              rc, err;
-    size_t           i, need, n;
-    uint64_t         sseq, invalid;
+    size_t           i, need, n, nrecs;
+    uint64_t         sseq, invalid, bytes;
     rf_str_t         bucket;
     spool_commit_t   c;
 
-    if (spool_buffer_begin(b, sr->bytes, sr->nrecs) != 0) {
+    /* the scripts' records replace the batch's, tick()'s come on top */
+
+    nrecs = sr->scripted ? 0 : sr->nrecs;
+    bytes = sr->scripted ? 0 : sr->bytes;
+
+    if (ss != NULL) {
+        if (spool_script_sync(ss) != 0) {
+            return -1;
+        }
+
+        bytes += spool_script_bytes(ss, id->len);
+    }
+
+    if (spool_buffer_begin(b, bytes,
+                           nrecs + (ss ? spool_script_count(ss) : 0))
+        != 0)
+    {
         return -1;
     }
 
     sseq = spool_buffer_meta(b)->next_sseq;
     invalid = sr->invalid;
 
-    for (i = 0; i < sr->nrecs; i++) {
+    for (i = 0; i < nrecs; i++) {
         need = sr->recs[i].len + RF_REC_FIELD_SIZE(id->len);
 
         if (rf_buf_reserve(&sr->stamp, need) != 0) {
@@ -336,14 +376,29 @@ spool_ring_store(spool_ring_t *sr, spool_buffer_t *b, const rf_str_t *id)
         }
     }
 
+    if (ss != NULL && spool_script_add(ss, b, id, &sseq, &invalid) != 0) {
+        goto failed;
+    }
+
     c.next_sseq = sseq;
     c.ring_generation = sr->generation;
     c.ring_pos = sr->end_pos;
     c.ring_batch = sr->taken;
     c.invalid = invalid;
 
+    if (ss != NULL) {
+        spool_script_counts(ss, &c.script);
+
+    } else {
+        memset(&c.script, 0, sizeof(spool_script_counts_t));
+    }
+
     if (spool_buffer_commit(b, &c) != 0) {
         return -1;
+    }
+
+    if (ss != NULL) {
+        spool_script_committed(ss);
     }
 
     log_debug("stored a batch of %" PRIu64 " records (%" PRIu64 " invalid),"

@@ -2,8 +2,9 @@
  * Copyright (C) ReplayForge contributors
  *
  * rf-spoold's side of the capture ring: attaching (and resuming exactly
- * where the buffer's meta says), reading batches, stamping them and
- * handing them to the store, releasing the ring only after the commit.
+ * where the buffer's meta says), reading batches (through the scripts,
+ * when there are), stamping them and handing them to the store,
+ * releasing the ring only after the commit.
  */
 
 #ifndef _SPOOL_RING_H_INCLUDED_
@@ -17,6 +18,7 @@
 #include "rf_record.h"
 #include "rf_ring.h"
 #include "spool_buffer.h"
+#include "spool_script.h"
 
 
 #define SPOOL_RING_SAME         0
@@ -40,6 +42,7 @@ typedef struct {
     unsigned                    attached:1;
     unsigned                    waiting:1;  /* "waiting for" was logged */
     unsigned                    failed:1;   /* storing it failed */
+    unsigned                    scripted:1; /* the batch went to scripts */
     int                         last_rc;    /* of rf_ring_next() */
 
     /* the batch: views into the ring, valid until it is released */
@@ -74,8 +77,10 @@ void spool_ring_set_stall(spool_ring_t *sr, uint64_t stall_ms);
 int spool_ring_changed(spool_ring_t *sr, const char *path);
 
 /*
- * Read up to max records (and the store's batch bytes) into the batch;
- * store it in one transaction and release it when it is full, or when
+ * Read up to max records (and the store's batch bytes) into the batch,
+ * and through the scripts of ss when it has transforms (their outputs
+ * are stored instead); store it, with what else ss has queued, in one
+ * transaction and release it when it is full, or when
  * the ring ran dry and the batch is SPOOL_RING_LINGER_MS old, or when
  * flush is set.  Returns the records stored, 0 when none were (the ring
  * was empty, or the batch waits for more; last_rc tells RF_RING_EMPTY
@@ -83,7 +88,7 @@ int spool_ring_changed(spool_ring_t *sr, const char *path);
  * unreleased, and the next call retries it.
  */
 int64_t spool_ring_drain(spool_ring_t *sr, spool_buffer_t *b,
-    const rf_str_t *id, size_t max, int flush);
+    const rf_str_t *id, spool_script_t *ss, size_t max, int flush);
 
 /* A batch is read but not stored yet. */
 #define spool_ring_pending(sr)  ((sr)->taken != 0)

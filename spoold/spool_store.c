@@ -113,7 +113,11 @@ static const char  spool_store_schema[] =
     "    ('dropped_oldest_bytes', 0), ('dropped_newest', 0),"
     "    ('dropped_newest_bytes', 0), ('invalid', 0),"
     "    ('forwarded', 0), ('forwarded_bytes', 0), ('rejected', 0),"
-    "    ('rejected_bytes', 0);";
+    "    ('rejected_bytes', 0), ('script_calls', 0), ('script_ticks', 0),"
+    "    ('script_errors', 0), ('script_budget', 0),"
+    "    ('script_memory', 0), ('script_dropped', 0),"
+    "    ('script_produced', 0), ('dead_lettered', 0),"
+    "    ('dead_dropped', 0);";
 
 
 /* in SPOOL_ST_* order; size is before data so that it reads cheaply */
@@ -157,6 +161,15 @@ static const spool_meta_key_t  spool_meta_keys[] = {
     { "ring_pos", offsetof(spool_meta_t, ring_pos) },
     { "ring_batch", offsetof(spool_meta_t, ring_batch) },
     { "max_buffer", offsetof(spool_meta_t, max_buffer) },
+    { "script_calls", offsetof(spool_meta_t, script.calls) },
+    { "script_ticks", offsetof(spool_meta_t, script.ticks) },
+    { "script_errors", offsetof(spool_meta_t, script.errors) },
+    { "script_budget", offsetof(spool_meta_t, script.budget) },
+    { "script_memory", offsetof(spool_meta_t, script.memory) },
+    { "script_dropped", offsetof(spool_meta_t, script.dropped) },
+    { "script_produced", offsetof(spool_meta_t, script.produced) },
+    { "dead_lettered", offsetof(spool_meta_t, script.dead_lettered) },
+    { "dead_dropped", offsetof(spool_meta_t, script.dead_dropped) },
     { NULL, 0 }
 };
 

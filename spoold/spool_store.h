@@ -33,6 +33,23 @@ typedef struct spool_store_s  spool_store_t;
 
 
 /*
+ * What the Lua scripts did (spool_script.c), counted like the other
+ * counters: as increments committed with the batches.
+ */
+typedef struct {
+    uint64_t                    calls;          /* transform() */
+    uint64_t                    ticks;          /* tick() */
+    uint64_t                    errors;         /* runtime errors */
+    uint64_t                    budget;         /* stopped by the budget */
+    uint64_t                    memory;         /* stopped by the memory cap */
+    uint64_t                    dropped;        /* returned nil */
+    uint64_t                    produced;       /* records returned */
+    uint64_t                    dead_lettered;
+    uint64_t                    dead_dropped;   /* over dead_letter_max */
+} spool_script_counts_t;
+
+
+/*
  * The meta table, as one struct.  records and bytes describe what the
  * records table holds now; the other counters only grow.
  */
@@ -54,6 +71,7 @@ typedef struct {
     uint64_t                    ring_pos;       /* ring read up to here */
     uint64_t                    ring_batch;     /* records of the last batch */
     uint64_t                    max_buffer;
+    spool_script_counts_t       script;
     char                        id[SPOOL_ID_MAX + 1];
 } spool_meta_t;
 

@@ -4,9 +4,9 @@
  * rf-spoold, the capture sidecar: flags, start-up, signals (SIGHUP
  * reloads, SIGTERM and SIGINT stop after the current batch) and the main
  * loop that drains the ring into the buffer, polling without a pause while
- * records come and backing off when idle.  The main thread is the only
- * writer of the buffer: it also deletes what the forwarder's thread
- * (spool_forward.c) reports the relay acknowledged.
+ * records come and backing off when idle, and ticking the scripts.  The
+ * main thread is the only writer of the buffer: it also deletes what the
+ * forwarder's thread (spool_forward.c) reports the relay acknowledged.
  */
 
 #include <errno.h>
@@ -26,6 +26,7 @@
 #include "spool_buffer.h"
 #include "spool_forward.h"
 #include "spool_ring.h"
+#include "spool_script.h"
 
 
 #define SPOOLD_ATTACH_US        100000      /* polling for the ring file */
@@ -50,6 +51,7 @@ typedef struct {
     spool_ring_t                ring;
     rf_str_t                    id;
     spool_fwd_t                *fwd;
+    spool_script_t             *script;
     uint64_t                    next_publish;
 } spoold_t;
 
@@ -59,6 +61,7 @@ static void spoold_signals(void);
 static void spoold_signal_handler(int signo);
 static void spoold_open_buffer(spoold_t *sd);
 static void spoold_run(spoold_t *sd);
+static int64_t spoold_script_store(spoold_t *sd);
 static void spoold_check_ring(spoold_t *sd);
 static void spoold_fwd_start(spoold_t *sd);
 static int spoold_forwarded(spoold_t *sd);
@@ -85,7 +88,8 @@ static const char *const  spoold_flag_names[] = {
     "id", "ring", "buffer", "max_buffer", "overflow", "batch",
     "stall_timeout", "log_level", "relay", "token", "token_file", "bucket",
     "rate", "rate_bytes", "forward_batch", "forward_batch_bytes",
-    "forward_linger", "retry_max", "heartbeat"
+    "forward_linger", "retry_max", "heartbeat", "script", "script_budget",
+    "script_memory", "script_tick", "dead_letter", "dead_letter_max"
 };
 
 static const struct option  spoold_options[] = {
@@ -111,6 +115,12 @@ static const struct option  spoold_options[] = {
     { "forward-linger", required_argument, NULL, SPOOLD_OPT_CONF + 16 },
     { "retry-max", required_argument, NULL, SPOOLD_OPT_CONF + 17 },
     { "heartbeat", required_argument, NULL, SPOOLD_OPT_CONF + 18 },
+    { "script", required_argument, NULL, SPOOLD_OPT_CONF + 19 },
+    { "script-budget", required_argument, NULL, SPOOLD_OPT_CONF + 20 },
+    { "script-memory", required_argument, NULL, SPOOLD_OPT_CONF + 21 },
+    { "script-tick", required_argument, NULL, SPOOLD_OPT_CONF + 22 },
+    { "dead-letter", required_argument, NULL, SPOOLD_OPT_CONF + 23 },
+    { "dead-letter-max", required_argument, NULL, SPOOLD_OPT_CONF + 24 },
     { NULL, 0, NULL, 0 }
 };
 
@@ -249,6 +259,16 @@ main(int argc, char **argv)
 
     log_setverbose(sd.conf.log_level);
 
+    /* before the fork: a script that does not load is told on the terminal */
+
+    sd.script = spool_script_create(&sd.conf, err, sizeof(err));
+
+    if (sd.script == NULL) {
+        fprintf(stderr, SPOOLD_NAME ": [emerg] %s\n", err);
+        spoold_conf_free(&sd.conf);
+        return 1;
+    }
+
     /*
      * SQLite allocates and frees page-sized blocks all the time; with
      * glibc's default trim threshold every batch moved the heap's top up
@@ -301,6 +321,7 @@ main(int argc, char **argv)
     spool_ring_free(&sd.ring);
     spool_buffer_close(sd.buffer);
     spool_fwd_destroy(sd.fwd);
+    spool_script_destroy(sd.script);
     spoold_conf_free(&sd.conf);
 
     log_info("exited");
@@ -325,7 +346,10 @@ spoold_usage(FILE *out)
         "         [--rate N/s] [--rate-bytes SIZE/s] [--forward-batch N]\n"
         "         [--forward-batch-bytes SIZE] [--forward-linger TIME] "
         "[--retry-max TIME]\n"
-        "         [--heartbeat TIME]\n"
+        "         [--heartbeat TIME] [--script FILE] [--script-budget N]\n"
+        "         [--script-memory SIZE] [--script-tick TIME] "
+        "[--dead-letter FILE]\n"
+        "         [--dead-letter-max SIZE]\n"
         "       " SPOOLD_NAME " --dump --buffer PATH\n"
         "       " SPOOLD_NAME " --stats --buffer PATH [--ring PATH]\n"
         "\n"
@@ -401,7 +425,7 @@ spoold_open_buffer(spoold_t *sd)
 static void
 spoold_run(spoold_t *sd)
 {
-    int64_t   n;
+    int64_t   n, m;
     uint64_t  now, idle_us, error_us, max_us, next_check, idle_since;
     unsigned  tidy;
 
@@ -430,12 +454,16 @@ spoold_run(spoold_t *sd)
         }
 
         spoold_publish(sd, now);
+        spool_script_tick(sd->script, now,
+                          spool_buffer_batch_bytes(sd->buffer));
 
         if (!sd->ring.attached) {
             if (spool_ring_attach(&sd->ring, sd->conf.ring, sd->buffer,
                                   sd->conf.stall_timeout)
                 != 0)
             {
+                (void) spoold_script_store(sd);
+
                 if (!tidy && now - idle_since >= SPOOLD_IDLE_CKPT_MS
                     && spool_buffer_idle(sd->buffer) == 0)
                 {
@@ -449,8 +477,13 @@ spoold_run(spoold_t *sd)
             next_check = spoold_now_ms() + SPOOLD_CHECK_MS;
         }
 
-        n = spool_ring_drain(&sd->ring, sd->buffer, &sd->id,
+        n = spool_ring_drain(&sd->ring, sd->buffer, &sd->id, sd->script,
                              (size_t) sd->conf.batch, 0);
+
+        if (n >= 0) {
+            m = spoold_script_store(sd);
+            n = (m < 0) ? -1 : n + m;
+        }
 
         spool_fwd_notify(sd->fwd,
                          spool_buffer_meta(sd->buffer)->next_sseq - 1);
@@ -524,15 +557,46 @@ spoold_run(spoold_t *sd)
     /* the batch read so far is stored (a failed one gets one more try) */
 
     if (spool_ring_pending(&sd->ring)
-        && spool_ring_drain(&sd->ring, sd->buffer, &sd->id, 0, 1) < 0)
+        && spool_ring_drain(&sd->ring, sd->buffer, &sd->id, sd->script,
+                            0, 1) < 0)
     {
         log_warnx("stopping with %" PRIu64 " records not stored; they stay "
                   "in the ring", sd->ring.taken);
     }
 
+    if (spoold_script_store(sd) < 0) {
+        log_warnx("stopping with %zu records of the scripts not stored",
+                  spool_script_count(sd->script));
+    }
+
     while (spoold_forwarded(sd) > 0) {
         /* void */
     }
+}
+
+
+/*
+ * What the scripts queued while no batch is read from the ring (tick()):
+ * in a commit of its own.  A batch being read takes it along instead.
+ */
+
+static int64_t
+spoold_script_store(spoold_t *sd)
+{
+    int64_t  n;
+
+    if (spool_ring_pending(&sd->ring) || !spool_script_pending(sd->script)) {
+        return 0;
+    }
+
+    n = spool_script_store(sd->script, sd->buffer, &sd->id);
+
+    if (n > 0) {
+        spool_fwd_notify(sd->fwd,
+                         spool_buffer_meta(sd->buffer)->next_sseq - 1);
+    }
+
+    return n;
 }
 
 
@@ -632,7 +696,7 @@ spoold_check_ring(spoold_t *sd)
                  sd->ring.path);
 
         for (i = 0; i < SPOOLD_OLD_RING_ROUNDS; i++) {
-            if (spool_ring_drain(&sd->ring, sd->buffer, &sd->id,
+            if (spool_ring_drain(&sd->ring, sd->buffer, &sd->id, sd->script,
                                  (size_t) sd->conf.batch, 1)
                 <= 0)
             {
@@ -665,9 +729,10 @@ spoold_check_ring(spoold_t *sd)
 static void
 spoold_reload(spoold_t *sd)
 {
-    int            fwd;
-    char           err[4096], a[32], b[32];
-    spoold_conf_t  nc, *oc;
+    int                  fwd;
+    char                 err[4096], a[32], b[32];
+    spoold_conf_t        nc, *oc;
+    spool_script_set_t  *set;
 
     log_info("reloading the configuration%s%s",
              sd->conf_file ? " from " : "",
@@ -702,12 +767,24 @@ spoold_reload(spoold_t *sd)
         }
     }
 
+    /* every script anew, also one whose file changed under the same path */
+
+    set = spool_script_load(&nc, err, sizeof(err));
+
+    if (set == NULL) {
+        log_warnx("reload failed, the running configuration and scripts "
+                  "stay: %s", err);
+        spoold_conf_free(&nc);
+        return;
+    }
+
     if (spool_buffer_set_limits(sd->buffer, nc.max_buffer, nc.overflow, nc.id)
         != 0)
     {
         log_warnx("reload failed, the running configuration stays");
         (void) spool_buffer_set_limits(sd->buffer, oc->max_buffer,
                                       oc->overflow, oc->id);
+        spool_script_set_free(set);
         spoold_conf_free(&nc);
         return;
     }
@@ -732,6 +809,10 @@ spoold_reload(spoold_t *sd)
 
     spoold_log_change("log_level", spoold_level_names[oc->log_level],
                       spoold_level_names[nc.log_level]);
+
+    spoold_log_change("script", oc->script ? oc->script : "",
+                      nc.script ? nc.script : "");
+    spool_script_install(sd->script, set);
 
     fwd = spoold_conf_fwd_changed(oc, &nc);
 

@@ -19,10 +19,11 @@
 #define SPOOLD_VERSION          "0.1.0"
 
 
-/* bucket NAME { token T; } */
+/* bucket NAME { token T; script FILE; } */
 typedef struct {
     char                       *name;
     char                       *token;
+    char                       *script;         /* NULL or "": none */
 } spoold_bucket_t;
 
 
@@ -48,6 +49,14 @@ typedef struct {
     uint64_t                    forward_linger; /* ms */
     uint64_t                    retry_max;      /* ms */
     uint64_t                    heartbeat;      /* ms */
+
+    /* Lua (spool_script.c); script NULL or "": none */
+    char                       *script;
+    int64_t                     script_budget;  /* instructions per call */
+    uint64_t                    script_memory;  /* bytes per script */
+    uint64_t                    script_tick;    /* ms */
+    char                       *dead_letter;    /* NULL: buffer.dead.ndjson */
+    uint64_t                    dead_letter_max;
 } spoold_conf_t;
 
 

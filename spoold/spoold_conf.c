@@ -14,12 +14,15 @@
 #include <string.h>
 
 #include "rf_conf.h"
+#include "rf_lua.h"
 #include "spoold.h"
+#include "spool_script.h"
 #include "spool_store.h"
 
 
 #define SPOOLD_MAX_FLAGS        64
 #define SPOOLD_RATE_MAX         1000000000
+#define SPOOLD_BUDGET_MAX       1000000000000LL
 
 
 typedef struct {
@@ -104,6 +107,27 @@ static const rf_conf_cmd_t  spoold_cmds[] = {
 
     { "heartbeat", RF_CONF_MSEC, offsetof(spoold_conf_t, heartbeat), 1000,
       3600 * 1000, "5s", NULL, NULL, 0 },
+
+    /* script_budget and script_memory default to the bridge's (load) */
+
+    { "script", RF_CONF_STR, offsetof(spoold_conf_t, script), 0, 0, NULL,
+      NULL, NULL, 0 },
+
+    { "script_budget", RF_CONF_INT, offsetof(spoold_conf_t, script_budget),
+      1000, SPOOLD_BUDGET_MAX, NULL, NULL, NULL, 0 },
+
+    { "script_memory", RF_CONF_SIZE, offsetof(spoold_conf_t, script_memory),
+      RF_LUA_MEMORY_MIN, 0, NULL, NULL, NULL, 0 },
+
+    { "script_tick", RF_CONF_MSEC, offsetof(spoold_conf_t, script_tick), 10,
+      3600 * 1000, "1s", NULL, NULL, 0 },
+
+    { "dead_letter", RF_CONF_STR, offsetof(spoold_conf_t, dead_letter), 0,
+      0, NULL, NULL, NULL, 0 },
+
+    { "dead_letter_max", RF_CONF_SIZE,
+      offsetof(spoold_conf_t, dead_letter_max), 1024, 0, "64m", NULL, NULL,
+      0 },
 
     rf_conf_null_cmd
 };
@@ -191,6 +215,9 @@ spoold_conf_load(spoold_conf_t *conf, const char *file, char *err,
     if (rf_conf_defaults(spoold_cmds, conf, err, errlen) != 0) {
         goto failed;
     }
+
+    conf->script_budget = RF_LUA_BUDGET_DEFAULT;
+    conf->script_memory = RF_LUA_MEMORY_DEFAULT;
 
     if (file != NULL) {
         nodes = rf_conf_parse_file(file, err, errlen);
@@ -291,6 +318,7 @@ spoold_conf_free(spoold_conf_t *conf)
     for (i = 0; i < conf->nbuckets; i++) {
         free(conf->buckets[i].name);
         free(conf->buckets[i].token);
+        free(conf->buckets[i].script);
     }
 
     free(conf->buckets);
@@ -311,6 +339,8 @@ spoold_conf_dup(spoold_conf_t *dst, const spoold_conf_t *src)
     dst->buffer = NULL;
     dst->relay = NULL;
     dst->token = NULL;
+    dst->script = NULL;
+    dst->dead_letter = NULL;
     dst->buckets = NULL;
     dst->nbuckets = 0;
 
@@ -318,7 +348,10 @@ spoold_conf_dup(spoold_conf_t *dst, const spoold_conf_t *src)
         || (src->ring && (dst->ring = strdup(src->ring)) == NULL)
         || (src->buffer && (dst->buffer = strdup(src->buffer)) == NULL)
         || (src->relay && (dst->relay = strdup(src->relay)) == NULL)
-        || (src->token && (dst->token = strdup(src->token)) == NULL))
+        || (src->token && (dst->token = strdup(src->token)) == NULL)
+        || (src->script && (dst->script = strdup(src->script)) == NULL)
+        || (src->dead_letter
+            && (dst->dead_letter = strdup(src->dead_letter)) == NULL))
     {
         goto failed;
     }
@@ -340,6 +373,9 @@ spoold_conf_dup(spoold_conf_t *dst, const spoold_conf_t *src)
         if (dst->buckets[i].name == NULL
             || (src->buckets[i].token
                 && (dst->buckets[i].token = strdup(src->buckets[i].token))
+                   == NULL)
+            || (src->buckets[i].script
+                && (dst->buckets[i].script = strdup(src->buckets[i].script))
                    == NULL))
         {
             goto failed;
@@ -378,6 +414,16 @@ spoold_conf_test(const char *file)
     if (spoold_conf_check(&conf, err, sizeof(err)) != 0) {
         fprintf(stderr, SPOOLD_NAME ": [emerg] %s%s%s\n",
                 file ? file : "", file ? ": " : "", err);
+        fprintf(stderr, SPOOLD_NAME ": configuration file %s test failed\n",
+                name);
+        spoold_conf_free(&conf);
+        return 1;
+    }
+
+    /* the scripts run as they would at start: the chunk and init() */
+
+    if (spool_script_test(&conf, err, sizeof(err)) != 0) {
+        fprintf(stderr, SPOOLD_NAME ": [emerg] %s\n", err);
         fprintf(stderr, SPOOLD_NAME ": configuration file %s test failed\n",
                 name);
         spoold_conf_free(&conf);

@@ -34,14 +34,15 @@ static int spoold_conf_token_read(const char *path, char **token,
 static int spoold_conf_token_check(const char *token, const char *what,
     char *err, size_t errlen);
 static int spoold_conf_bucket_add(spoold_conf_t *c, const char *name,
-    size_t len, char *token, int flag, char *err, size_t errlen);
+    size_t len, char *token, char *script, int flag, char *err,
+    size_t errlen);
 static int spoold_conf_one_arg(const rf_conf_node_t *node, char *err,
     size_t errlen);
 static int spoold_conf_is_flag(const rf_conf_node_t *node);
 static int spoold_conf_str_differ(const char *a, const char *b);
 
 
-/* inside bucket NAME { } */
+/* inside bucket NAME { } (the script runs in spool_script.c) */
 
 static const rf_conf_cmd_t  spoold_bucket_cmds[] = {
 
@@ -50,6 +51,9 @@ static const rf_conf_cmd_t  spoold_bucket_cmds[] = {
 
     { "token_file", RF_CONF_CUSTOM, offsetof(spoold_bucket_t, token), 0, 0,
       NULL, NULL, spoold_conf_token_set, 0 },
+
+    { "script", RF_CONF_STR, offsetof(spoold_bucket_t, script), 0, 0, NULL,
+      NULL, NULL, 0 },
 
     rf_conf_null_cmd
 };
@@ -329,11 +333,12 @@ spoold_conf_bucket(const rf_conf_cmd_t *cmd, const rf_conf_node_t *node,
             != 0)
         {
             free(tmp.token);
+            free(tmp.script);
             return -1;
         }
 
-        return spoold_conf_bucket_add(conf, name, strlen(name), tmp.token, 0,
-                                      err, errlen);
+        return spoold_conf_bucket_add(conf, name, strlen(name), tmp.token,
+                                      tmp.script, 0, err, errlen);
     }
 
     colon = strchr(name, ':');
@@ -353,16 +358,20 @@ spoold_conf_bucket(const rf_conf_cmd_t *cmd, const rf_conf_node_t *node,
         return -1;
     }
 
-    return spoold_conf_bucket_add(conf, name, colon - name, token,
+    return spoold_conf_bucket_add(conf, name, colon - name, token, NULL,
                                   spoold_conf_is_flag(node), err, errlen);
 }
 
 
-/* takes token (NULL: the global token applies) */
+/*
+ * Takes token (NULL: the global token applies) and script (NULL: none).
+ * A flag (NAME:TOKEN) sets the token of a bucket the file made, which
+ * keeps its script.
+ */
 
 static int
 spoold_conf_bucket_add(spoold_conf_t *c, const char *name, size_t len,
-    char *token, int flag, char *err, size_t errlen)
+    char *token, char *script, int flag, char *err, size_t errlen)
 {
     size_t            i;
     spoold_bucket_t  *b;
@@ -419,6 +428,7 @@ spoold_conf_bucket_add(spoold_conf_t *c, const char *name, size_t len,
     }
 
     b->token = token;
+    b->script = script;
     c->nbuckets++;
 
     return 0;
@@ -426,6 +436,7 @@ spoold_conf_bucket_add(spoold_conf_t *c, const char *name, size_t len,
 failed:
 
     free(token);
+    free(script);
 
     return -1;
 }

@@ -196,7 +196,9 @@ is($sys->{interval_s}, 1, 'heartbeat: interval');
 is_deeply([sort keys %{ $sys->{stats} }],
           [sort qw(ring_size ring_used ring_written ring_dropped_full
                    ring_dropped_too_big buffer_records buffer_bytes buffer_max
-                   buffer_dropped_oldest buffer_dropped_newest sent_records
+                   buffer_dropped_oldest buffer_dropped_newest script_calls
+                   script_ticks script_errors script_budget script_memory script_dropped
+                   script_produced dead_lettered dead_dropped sent_records
                    sent_bytes send_rate errors last_error)],
           'heartbeat: exactly the documented stats');
 is($sys->{stats}{buffer_max}, $cap, 'heartbeat: buffer_max');
