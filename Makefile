@@ -153,6 +153,7 @@ bench: all $(BUILD)/bench/ringfill $(BUILD)/bench/relayload
 	./bench/instructions
 	./bench/relay
 	./bench/replay
+	./bench/lua
 
 clean:
 	rm -rf build build-asan
