@@ -179,7 +179,9 @@ rf_lua_proxy_rec(lua_State *L, int s, rf_rec_t *rec)
     bytes = lua_tolstring(L, -1, &len);
     lua_pop(L, 1);              /* the shadow keeps the string alive */
 
-    if (rf_rec_parse(rec, (const unsigned char *) bytes, len, &err) != 0) {
+    if (rf_rec_parse_sealed(rec, (const unsigned char *) bytes, len, &err)
+        != 0)
+    {
         luaL_error(L, "record: %s", err);
     }
 }

@@ -24,6 +24,8 @@ static int rf_json_key_str(rf_buf_t *b, const char *key, const rf_str_t *s);
 static int rf_json_http(const rf_rec_t *rec, rf_buf_t *b);
 static int rf_json_other(const rf_rec_t *rec, rf_buf_t *b);
 static int rf_json_body(rf_buf_t *b, const char *key, const rf_str_t *s);
+static int rf_rec_parse_(rf_rec_t *rec, const unsigned char *buf, size_t len,
+    int crc, const char **err);
 
 
 static const char  *rf_kind_names[RF_KIND_MAX] = {
@@ -321,6 +323,22 @@ int
 rf_rec_parse(rf_rec_t *rec, const unsigned char *buf, size_t len,
     const char **err)
 {
+    return rf_rec_parse_(rec, buf, len, 1, err);
+}
+
+
+int
+rf_rec_parse_sealed(rf_rec_t *rec, const unsigned char *buf, size_t len,
+    const char **err)
+{
+    return rf_rec_parse_(rec, buf, len, 0, err);
+}
+
+
+static int
+rf_rec_parse_(rf_rec_t *rec, const unsigned char *buf, size_t len, int crc,
+    const char **err)
+{
     size_t    off, flen;
     uint32_t  rlen;
 
@@ -351,7 +369,7 @@ rf_rec_parse(rf_rec_t *rec, const unsigned char *buf, size_t len,
         return -1;
     }
 
-    if (rf_get32(buf + 4) != rf_crc32c(0, buf + 16, rlen - 16)) {
+    if (crc && rf_get32(buf + 4) != rf_crc32c(0, buf + 16, rlen - 16)) {
         *err = "record checksum mismatch";
         return -1;
     }

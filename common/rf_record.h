@@ -176,6 +176,13 @@ typedef struct {
 int rf_rec_parse(rf_rec_t *rec, const unsigned char *buf, size_t len,
     const char **err);
 
+/*
+ * The same checks but the checksum, for bytes this process sealed itself
+ * or has checked already (a copy it kept): every bound is still checked.
+ */
+int rf_rec_parse_sealed(rf_rec_t *rec, const unsigned char *buf, size_t len,
+    const char **err);
+
 /* Length a record at buf claims, or 0 when fewer than 4 bytes remain. */
 uint32_t rf_rec_peek_len(const unsigned char *buf, size_t avail);
 

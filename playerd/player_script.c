@@ -376,9 +376,8 @@ player_script_collect(player_pipe_t *p, rf_lua_out_t *out, player_recs_t *r)
     for (i = 0; i < out->n; i++) {
         pr = &r->recs[r->n];
 
-        if (rf_rec_parse(&pr->rec, out->data.data + out->recs[i].off,
-                         out->recs[i].len, &err)
-            != 0)
+        if (rf_rec_parse_sealed(&pr->rec, out->data.data + out->recs[i].off,
+                                out->recs[i].len, &err) != 0)
         {
             log_warnx("bucket \"%s\": a script's record does not parse: %s",
                       p->bc->name, err);

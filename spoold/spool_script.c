@@ -471,8 +471,8 @@ spool_script_stage(spool_script_t *ss, spool_lua_t *from)
     for (i = 0; i < ss->stage.n; i++) {
         r = &ss->stage.recs[i];
 
-        if (rf_rec_parse(&rec, ss->stage.data.data + r->off, r->len, &err)
-            != 0)
+        if (rf_rec_parse_sealed(&rec, ss->stage.data.data + r->off, r->len,
+                                &err) != 0)
         {
             log_warnx("script \"%s\": skipped an invalid record it "
                       "returned: %s", rf_lua_path(from->lua), err);

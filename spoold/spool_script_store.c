@@ -64,8 +64,8 @@ spool_script_add(spool_script_t *ss, spool_buffer_t *b, const rf_str_t *id,
 
         /* the bridge seals what it builds: this only finds our own bugs */
 
-        if (rf_rec_parse(&rec, ss->out.data.data + r->off, r->len, &err)
-            != 0)
+        if (rf_rec_parse_sealed(&rec, ss->out.data.data + r->off, r->len,
+                                &err) != 0)
         {
             (*invalid)++;
             log_warnx("scripts: skipped an invalid record of %zu bytes: %s",

@@ -217,6 +217,20 @@ test_corruption(void **state)
     }
 
     for (i = 0; i < n; i++) {
+        assert_int_equal(rf_rec_parse_sealed(&rec, buf, i, &err), -1);
+    }
+
+    /* the sealed variant skips the checksum, nothing else */
+    buf[n - 1] ^= 0x5a;
+    assert_int_equal(rf_rec_parse(&rec, buf, n, &err), -1);
+    assert_int_equal(rf_rec_parse_sealed(&rec, buf, n, &err), 0);
+    assert_int_equal(rec.len, n);
+    buf[n - 1] ^= 0x5a;
+    buf[17] = RF_KIND_MAX;
+    assert_int_equal(rf_rec_parse_sealed(&rec, buf, n, &err), -1);
+    buf[17] = RF_KIND_HTTP;
+
+    for (i = 0; i < n; i++) {
         assert_int_equal(rf_rec_parse(&rec, buf, i, &err), -1);
     }
 
