@@ -203,6 +203,23 @@ player_sqlite_write(player_sink_t *s, const player_rec_t *recs, size_t n,
             why[i] = "the record is too large for the sqlite sink's "
                      "max_size";
         }
+
+        /*
+         * Rows are keyed by the relay's seq: records a script made, which
+         * have none (tick) or share one (fan-out, next to each other),
+         * are refused rather than silently ignored as duplicates.
+         */
+
+        if (recs[i].seq == 0) {
+            status[i] = PLAYER_FAIL;
+            why[i] = "the sqlite sink keeps relay records by their seq, "
+                     "and a tick() record has none";
+
+        } else if (i > 0 && recs[i].seq == recs[i - 1].seq) {
+            status[i] = PLAYER_FAIL;
+            why[i] = "the sqlite sink keeps one row per relay seq, and a "
+                     "script returned several records of this one";
+        }
     }
 
     for (i = 0; i < n; i = j) {

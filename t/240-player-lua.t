@@ -360,6 +360,7 @@ bucket fan {
     wait     2s;
     script   $fan_lua;
     sink file out { path \$RF_DIR/fan.ndjson; }
+    sink sqlite db { path \$RF_DIR/fan.db; }
 }
 
 bucket idle {
@@ -498,6 +499,16 @@ is_deeply([uris("$pdir/fan.ndjson")], ['/f1', '/f1/copy', '/f2', '/f2/copy'],
 %seq = seqs('fan');
 is_deeply([map { $_->{seq} } records("$pdir/fan.ndjson")],
           [@seq{qw(/f1 /f1 /f2 /f2)}], '... each with its input\'s seq');
+
+# the sqlite sink keeps one row per relay seq: the copies are refused
+my @fd = dead_of('fan');
+is_deeply([sort map { $_->{record}{uri} } @fd], ['/f1/copy', '/f2/copy'],
+          'the sqlite sink dead-letters the fanned-out copies');
+is_deeply([map { $_->{sink} } @fd], ['db', 'db'], '... as its own');
+like($fd[0]{reason}, qr/one row per relay seq/, '... saying why');
+my (undef, $rows) = run_cmd(['sqlite3', "$pdir/fan.db",
+                              'SELECT path FROM requests ORDER BY seq']);
+is($rows, "/f1\n/f2\n", '... and stores the first of each seq');
 
 
 # (i) again: traffic is back, then quiet again
