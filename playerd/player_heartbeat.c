@@ -39,6 +39,7 @@ static int player_hb_json(player_hb_t *hb, size_t i, uint64_t now,
 static int player_metrics_family(rf_buf_t *out, const char *name,
     const char *type, const char *help);
 static int player_healthy_locked(void);
+static int player_heartbeat_sink_stats(player_sink_t *s, rf_buf_t *b);
 
 
 static player_hb_t  *player_hb;
@@ -277,10 +278,51 @@ player_hb_json(player_hb_t *hb, size_t i, uint64_t now, rf_buf_t *b)
         rc |= rf_json_escape(b, (const unsigned char *) s->name,
                              strlen(s->name));
         rc |= rf_buf_printf(b, "_dead\":%" PRIu64, dead);
+
+        if (s->type->stats_json != NULL) {
+            rc |= player_heartbeat_sink_stats(s, b);
+        }
     }
 
     rc |= player_script_stats_json(bc, b);
     rc |= rf_buf_adds(b, "}}");
+
+    return rc ? -1 : 0;
+}
+
+
+/*
+ * A sink type's own counters (",\"k\":N" members, numbers only) as
+ * members of the flat stats object, each key prefixed with "NAME_".
+ */
+static int
+player_heartbeat_sink_stats(player_sink_t *s, rf_buf_t *b)
+{
+    int       rc, open;
+    size_t    i;
+    rf_buf_t  t;
+
+    rf_buf_init(&t);
+
+    if (s->type->stats_json(s, &t) != 0) {
+        rf_buf_free(&t);
+        return -1;
+    }
+
+    rc = 0;
+    open = 0;
+
+    for (i = 0; i < t.len && rc == 0; i++) {
+        rc = rf_buf_addc(b, t.data[i]);
+
+        if (t.data[i] == '"' && (open = !open)) {
+            rc |= rf_json_escape(b, (const unsigned char *) s->name,
+                                 strlen(s->name));
+            rc |= rf_buf_addc(b, '_');
+        }
+    }
+
+    rf_buf_free(&t);
 
     return rc ? -1 : 0;
 }

@@ -568,6 +568,7 @@ bucket reload {
     wait     1s;
     script   $reload_lua;
     sink file out { path \$RF_DIR/reload.ndjson; script $pass_lua; }
+    sink sqlite st { path \$RF_DIR/reload.db; }
 }
 EOF
 
@@ -607,6 +608,11 @@ wait_until(sub {
 is($sys->{stats}{script_errors}, 0, 'heartbeat: the bucket script\'s counters');
 is($sys->{stats}{out_script_produced}, $sys->{stats}{out_script_calls},
    'heartbeat: a sink script\'s counters under its name');
+wait_until(sub {
+    ($sys) = grep { $_->{id} eq 'lua-2' } @{ relay_stats($relay)->{systems} };
+    return ($sys->{stats}{st_rows} // 0) >= 3;
+}, 20, 'heartbeat: a sink type\'s own counters under its name (st_rows)');
+is($sys->{stats}{st_errors}, 0, '... all of them (st_errors)');
 
 is($rp->stop, 0, 'the reloaded player stops cleanly');
 no_errors_in_log($rp->log_text, 'reloaded player log');
