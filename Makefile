@@ -24,7 +24,7 @@ COMMON_SRCS = $(MODULE_COMMON) common/rf_conf.c common/rf_conf_parse.c \
 	      common/rf_log.c common/rf_json.c common/rf_json_rec.c \
 	      common/rf_ratelimit.c common/rf_http.c \
 	      common/rf_sqlite.c common/rf_check.c common/rf_lua.c \
-	      common/rf_lua_lib.c common/rf_lua_rec.c \
+	      common/rf_lua_lib.c common/rf_lua_rec.c common/rf_lua_proxy.c \
 	      common/rf_sha256.c
 COMMON_HDRS = $(wildcard common/*.h)
 COMMON_OBJS = $(COMMON_SRCS:%.c=$(BUILD)/%.o)
@@ -69,7 +69,7 @@ $(BUILD)/%.o: %.c $(COMMON_HDRS) $(wildcard spoold/*.h relayd/*.h playerd/*.h)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 $(BUILD)/common/rf_lua.o $(BUILD)/common/rf_lua_lib.o \
-$(BUILD)/common/rf_lua_rec.o: $(BUILD)/%.o: %.c \
+$(BUILD)/common/rf_lua_rec.o $(BUILD)/common/rf_lua_proxy.o: $(BUILD)/%.o: %.c \
 		$(COMMON_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(LUA_CFLAGS) -c -o $@ $<

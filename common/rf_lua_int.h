@@ -86,7 +86,11 @@ void rf_lua_open_lib(lua_State *L);
 /* rf.log and print: one sanitised, rate-limited log line. */
 void rf_lua_log(rf_lua_t *rl, int level, const char *msg, size_t len);
 
-/* rf_lua_rec.c: the proxy's metatable, and a call's results into out */
+/* rf_lua_proxy.c: the record of a proxy's shadow at s; a capture time */
+void rf_lua_proxy_rec(lua_State *L, int s, rf_rec_t *rec);
+void rf_lua_ts(uint64_t ns, char *buf, size_t len);
+
+/* rf_lua_proxy.c: the proxy's metatable; rf_lua_rec.c: a call's results */
 void rf_lua_proxy_mt(rf_lua_t *rl);
 int rf_lua_results(rf_lua_t *rl, int nres, rf_lua_out_t *out,
     const char *what, char *why, size_t whylen);
