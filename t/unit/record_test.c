@@ -238,6 +238,60 @@ test_corruption(void **state)
 }
 
 
+/* bit by bit, as the polynomial defines it: the reference */
+static uint32_t
+crc32c_ref(const unsigned char *p, size_t n)
+{
+    int       k;
+    uint32_t  c;
+
+    c = 0xffffffff;
+
+    while (n--) {
+        c ^= *p++;
+
+        for (k = 0; k < 8; k++) {
+            c = (c & 1) ? (c >> 1) ^ 0x82f63b78 : c >> 1;
+        }
+    }
+
+    return ~c;
+}
+
+
+/* every length around the three-block stride, and split computations */
+static void
+test_crc32c(void **state)
+{
+    size_t          n, k;
+    unsigned char  *buf;
+
+    (void) state;
+
+    assert_int_equal(rf_crc32c(0, "123456789", 9), 0xe3069283);
+
+    buf = malloc(4096);
+    assert_non_null(buf);
+
+    srandom(7);
+
+    for (n = 0; n < 4096; n++) {
+        buf[n] = (unsigned char) random();
+    }
+
+    for (n = 0; n <= 4096; n += (n < 1200 ? 1 : 61)) {
+        assert_int_equal(rf_crc32c(0, buf, n), crc32c_ref(buf, n));
+    }
+
+    for (k = 0; k <= 1000; k += 37) {
+        assert_int_equal(rf_crc32c(rf_crc32c(0, buf, k), buf + k, 3000 - k),
+                         crc32c_ref(buf, 3000));
+    }
+
+    free(buf);
+}
+
+
 /*
  * Random field areas behind a valid header and checksum, so parsing gets
  * past the CRC: it must refuse or accept without reading out of bounds
@@ -328,6 +382,7 @@ main(void)
         cmocka_unit_test(test_binary_body),
         cmocka_unit_test(test_json_strings),
         cmocka_unit_test(test_corruption),
+        cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_fuzz),
         cmocka_unit_test(test_builder_overflow),
     };
