@@ -18,13 +18,11 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use Digest::SHA qw(sha256_hex);
-use IO::Select;
-use IO::Socket::INET;
 use JSON::PP ();
 use MIME::Base64 qw(encode_base64 decode_base64);
-use POSIX ();
 use Test::More;
 use RF::Test;
+use RF::Webhook;
 
 my $bin = player_path();
 plan skip_all => "$bin not built" unless -x $bin;
@@ -32,75 +30,6 @@ plan skip_all => "$bin not built" unless -x $bin;
 my $json = JSON::PP->new->utf8->canonical;
 my $dir = tempdir();
 my $examples = repo_root() . '/docs/examples';
-
-
-# ------------------------------------------------------- webhook receiver
-
-# Answers every request 204 and logs its JSON body, one line each.
-sub start_webhook {
-    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                        LocalPort => 0, Listen => 64,
-                                        ReuseAddr => 1, Proto => 'tcp')
-        or die "webhook: listen: $!";
-    my $port = $listen->sockport;
-    my $log = "$dir/webhook-$port.log";
-    write_file($log, '');
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        POSIX::setpgid(0, 0);
-        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
-        open STDERR, '>>', "$dir/webhook-$port.err";
-        eval { webhook_serve($listen, $log) };
-        print STDERR "webhook: $@" if $@;
-        POSIX::_exit(0);
-    }
-    close $listen;
-    return { pid => $pid, port => $port, log => $log };
-}
-
-sub webhook_serve {
-    my ($listen, $log) = @_;
-    while (1) {
-        my $c = $listen->accept or next;
-        while (defined(my $body = webhook_read($c))) {
-            open my $fh, '>>', $log or die "$log: $!";
-            print {$fh} $body =~ s/\n/ /gr, "\n";
-            close $fh;
-            print {$c} "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
-        }
-        close $c;
-    }
-}
-
-sub webhook_read {
-    my ($c) = @_;
-    my $buf = '';
-    my $sel = IO::Select->new($c);
-    my $more = sub {
-        return 0 unless $sel->can_read(30);
-        return sysread($c, $buf, 65536, length $buf) || 0;
-    };
-    while (index($buf, "\r\n\r\n") < 0) {
-        $more->() or return undef;
-    }
-    my $end = index($buf, "\r\n\r\n");
-    my ($len) = substr($buf, 0, $end) =~ /^content-length:\s*(\d+)/mi;
-    substr($buf, 0, $end + 4, '');
-    while (length $buf < ($len // 0)) {
-        $more->() or return undef;
-    }
-    return substr($buf, 0, $len // 0);
-}
-
-# the lines of every message posted so far
-sub webhook_lines {
-    my ($hook) = @_;
-    return map { split /\n/, $json->decode($_)->{content} }
-           grep { /\S/ } split /\n/, read_file($hook->{log});
-}
-
-my @hooks;
-END { local $?; for (@hooks) { kill 'KILL', -$_->{pid}; waitpid $_->{pid}, 0 } }
 
 
 # ---------------------------------------------------------------- helpers
@@ -299,9 +228,8 @@ is($code, 0, '--script with a good script') or diag $err;
 
 # ------------------------------------------------------------- the player
 
-my $hook = start_webhook();
-push @hooks, $hook;
-my $hport = $hook->{port};
+my $hook = RF::Webhook->start(dir => $dir);
+my $hport = $hook->port;
 
 my $player = start_player(relay => $relay, env => { RF_QUIET_SECONDS => 1 },
                           conf => <<"EOF");
@@ -401,9 +329,9 @@ post('disc', view(uri => '/ok'),
              view(method => 'POST', uri => '/boom', status => 500),
              view(uri => '/gw', status => 502, source => 'web-2',
                   id => 'web-2:1'));
-wait_until(sub { webhook_lines($hook) >= 3 && acked('disc') }, 20,
+wait_until(sub { $hook->lines >= 3 && acked('disc') }, 20,
            'the 5xx lines posted and the batch acked');
-is_deeply([webhook_lines($hook)],
+is_deeply([$hook->lines],
           ['5xx: GET /down → 503 (web-1)', '5xx: POST /boom → 500 (web-1)',
            '5xx: GET /gw → 502 (web-2)'],
           'discord: only the 5xx records, as the script words them');
