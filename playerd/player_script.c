@@ -39,6 +39,7 @@ static int player_script_routed(const rf_lua_out_t *out, size_t route,
     const char *sink);
 static int player_script_json(rf_buf_t *b, const char *prefix,
     const rf_lua_t *lua);
+static void player_script_values(const rf_lua_t *lua, uint64_t v[8]);
 
 
 /* every script of a configuration; -t, start-up and reload call this */
@@ -560,23 +561,14 @@ player_script_json(rf_buf_t *b, const char *prefix, const rf_lua_t *lua)
 {
     int             rc;
     size_t          k;
-    uint64_t        v[7];
-    rf_lua_stats_t  st;
+    uint64_t        v[8];
 
     static const char *const  keys[] = {
         "calls", "ticks", "errors", "budget", "memory", "dropped",
         "produced"
     };
 
-    rf_lua_stats(lua, &st);
-
-    v[0] = st.calls;
-    v[1] = st.ticks;
-    v[2] = st.errors;
-    v[3] = st.budget;
-    v[4] = st.memory;
-    v[5] = st.dropped;
-    v[6] = st.produced;
+    player_script_values(lua, v);
 
     rc = 0;
 
@@ -596,6 +588,25 @@ player_script_json(rf_buf_t *b, const char *prefix, const rf_lua_t *lua)
 }
 
 
+
+/* a script's counters in the order of the stats' keys and the metrics */
+static void
+player_script_values(const rf_lua_t *lua, uint64_t v[8])
+{
+    rf_lua_stats_t  st;
+
+    rf_lua_stats(lua, &st);
+
+    v[0] = st.calls;
+    v[1] = st.ticks;
+    v[2] = st.errors;
+    v[3] = st.budget;
+    v[4] = st.memory;
+    v[5] = st.dropped;
+    v[6] = st.produced;
+    v[7] = st.memory_used;
+}
+
 /*
  * Prometheus samples of every script, labelled by bucket and sink (""
  * for a bucket's own script); under player_pipes_lock.
@@ -609,7 +620,6 @@ player_script_metrics(rf_buf_t *out)
     uint64_t               v[8];
     rf_lua_t              *lua;
     const char            *sink;
-    rf_lua_stats_t         st;
     player_bucket_conf_t  *bc;
 
     static const struct {
@@ -653,16 +663,7 @@ player_script_metrics(rf_buf_t *out)
                     continue;
                 }
 
-                rf_lua_stats(lua, &st);
-
-                v[0] = st.calls;
-                v[1] = st.ticks;
-                v[2] = st.errors;
-                v[3] = st.budget;
-                v[4] = st.memory;
-                v[5] = st.dropped;
-                v[6] = st.produced;
-                v[7] = st.memory_used;
+                player_script_values(lua, v);
 
                 rc |= rf_buf_printf(out, "%s{bucket=\"%s\",sink=\"%s\"} %"
                                     PRIu64 "\n", fam[k].name, bc->name,
