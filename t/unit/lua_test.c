@@ -161,6 +161,21 @@ run(rf_lua_t *L, const char *uri, int binary, rf_lua_out_t *out, char *why)
 }
 
 
+/* run on uri must fail with a reason containing expect */
+static void
+fails(rf_lua_t *L, const char *uri, rf_lua_out_t *out, const char *expect)
+{
+    char  why[512];
+
+    assert_int_equal(run(L, uri, 0, out, why), -1);
+
+    if (strstr(why, expect) == NULL) {
+        print_error("%s: reason \"%s\" lacks \"%s\"\n", uri, why, expect);
+        fail();
+    }
+}
+
+
 /* output i's JSON view */
 static void
 view(const rf_lua_out_t *out, size_t i, rf_buf_t *json)
@@ -409,8 +424,7 @@ test_headers_only(void **state)
     assert_null(strstr((char *) json.data, "\"status\""));
     assert_non_null(strstr((char *) json.data, "\"uri\":\"/del\""));
 
-    assert_int_equal(run(L, "/bad", 0, &out, why), -1);
-    assert_non_null(strstr(why, "\"headers\" must be"));
+    fails(L, "/bad", &out, "\"headers\" must be");
 
     rf_buf_free(&json);
     rf_lua_out_free(&out);
@@ -473,15 +487,11 @@ test_lists_routes(void **state)
     /* errors leave out as it was */
     assert_int_equal(run(L, "/x", 0, &out, why), 0);
     assert_int_equal(out.n, 3);
-    assert_int_equal(run(L, "/bad", 0, &out, why), -1);
-    assert_non_null(strstr(why, "element 2"));
+    fails(L, "/bad", &out, "element 2");
     assert_int_equal(out.n, 3);
-    assert_int_equal(run(L, "/str", 0, &out, why), -1);
-    assert_non_null(strstr(why, "returned a string"));
-    assert_int_equal(run(L, "/kindless", 0, &out, why), -1);
-    assert_non_null(strstr(why, "no \"kind\""));
-    assert_int_equal(run(L, "/badsink", 0, &out, why), -1);
-    assert_non_null(strstr(why, "sink"));
+    fails(L, "/str", &out, "returned a string");
+    fails(L, "/kindless", &out, "no \"kind\"");
+    fails(L, "/badsink", &out, "sink");
     assert_int_equal(out.n, 3);
 
     rf_buf_free(&json);
@@ -562,19 +572,13 @@ test_budget(void **state)
 
     rf_lua_out_init(&out);
 
-    assert_int_equal(run(L, "/loop", 0, &out, why), -1);
-    assert_non_null(strstr(why, "instruction budget of 100000 exceeded"));
+    fails(L, "/loop", &out, "instruction budget of 100000 exceeded");
     assert_int_equal(run(L, "/ok", 0, &out, why), 0);
-    assert_int_equal(run(L, "/pcall", 0, &out, why), -1);
-    assert_non_null(strstr(why, "budget"));
-    assert_int_equal(run(L, "/co", 0, &out, why), -1);
-    assert_non_null(strstr(why, "budget"));
-    assert_int_equal(run(L, "/co2", 0, &out, why), -1);
-    assert_non_null(strstr(why, "budget"));
-    assert_int_equal(run(L, "/sort", 0, &out, why), -1);
-    assert_non_null(strstr(why, "budget"));
-    assert_int_equal(run(L, "/gsub", 0, &out, why), -1);
-    assert_non_null(strstr(why, "budget"));
+    fails(L, "/pcall", &out, "budget");
+    fails(L, "/co", &out, "budget");
+    fails(L, "/co2", &out, "budget");
+    fails(L, "/sort", &out, "budget");
+    fails(L, "/gsub", &out, "budget");
     assert_int_equal(run(L, "/ok", 0, &out, why), 0);
     assert_int_equal(out.n, 2);
 
@@ -609,10 +613,8 @@ test_memory(void **state)
 
     rf_lua_out_init(&out);
 
-    assert_int_equal(run(L, "/big", 0, &out, why), -1);
-    assert_non_null(strstr(why, "memory cap of 4194304 bytes"));
-    assert_int_equal(run(L, "/rep", 0, &out, why), -1);
-    assert_non_null(strstr(why, "memory"));
+    fails(L, "/big", &out, "memory cap of 4194304 bytes");
+    fails(L, "/rep", &out, "memory");
     assert_int_equal(run(L, "/ok", 0, &out, why), 0);
     assert_int_equal(out.n, 1);
 
@@ -643,14 +645,10 @@ test_errors(void **state)
 
     rf_lua_out_init(&out);
 
-    assert_int_equal(run(L, "/bad", 0, &out, why), -1);
-    assert_non_null(strstr(why, ".lua:2: boom"));
-    assert_int_equal(run(L, "/tbl", 0, &out, why), -1);
-    assert_non_null(strstr(why, "error object is a table"));
-    assert_int_equal(run(L, "/yield", 0, &out, why), -1);
-    assert_non_null(strstr(why, "yielded"));
-    assert_int_equal(run(L, "/status", 0, &out, why), -1);
-    assert_non_null(strstr(why, "\"status\" must be"));
+    fails(L, "/bad", &out, ".lua:2: boom");
+    fails(L, "/tbl", &out, "error object is a table");
+    fails(L, "/yield", &out, "yielded");
+    fails(L, "/status", &out, "\"status\" must be");
     assert_int_equal(run(L, "/ok", 0, &out, why), 0);
     assert_int_equal(out.n, 1);
 
