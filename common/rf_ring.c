@@ -295,6 +295,34 @@ rf_ring_attach(rf_ring_t *ring, const char *path, int readonly, char *err,
 
 
 int
+rf_ring_populate(rf_ring_t *ring, int write)
+{
+#ifdef MADV_POPULATE_WRITE
+
+    /*
+     * Not MAP_POPULATE: that would fault in the master, whose entries the
+     * workers do not inherit.  Not a store to each page: it would race
+     * with producers writing there.  A page the kernel cannot provide (a
+     * full tmpfs) comes back as an error here instead of a SIGBUS.
+     */
+
+    return madvise(ring->hdr, ring->map_size,
+                   write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+
+#else
+
+    (void) ring;
+    (void) write;
+
+    errno = EINVAL;
+
+    return -1;
+
+#endif
+}
+
+
+int
 rf_ring_replaced(rf_ring_t *ring, const char *path)
 {
     struct stat  st;

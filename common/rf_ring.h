@@ -166,6 +166,19 @@ int rf_ring_open_or_create(rf_ring_t *ring, const char *path, uint64_t size,
 int rf_ring_attach(rf_ring_t *ring, const char *path, int readonly,
     char *err, size_t errlen);
 
+/*
+ * Pre-fault the whole mapping: every page of the ring gets its page-table
+ * entry now, writable (write: producers) or readable (consumer), instead
+ * of one minor fault per page on first touch.  Linux does not copy the
+ * entries of a shared file mapping at fork, so each nginx worker would
+ * otherwise trap once for every page of the ring it writes, on the request
+ * path.  Costs one walk of the mapping and the page tables for it in each
+ * process.  Returns 0, or -1 with errno (EINVAL: the kernel, before 5.14,
+ * or the headers do not know MADV_POPULATE_*); callers log it and go on,
+ * the ring works without.
+ */
+int rf_ring_populate(rf_ring_t *ring, int write);
+
 /* 1 when path now names another file than the one mapped (recreated). */
 int rf_ring_replaced(rf_ring_t *ring, const char *path);
 

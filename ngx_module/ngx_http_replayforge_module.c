@@ -92,6 +92,7 @@ static char *ngx_http_replayforge_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void ngx_http_replayforge_ring_cleanup(void *data);
 static ngx_int_t ngx_http_replayforge_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_replayforge_init_process(ngx_cycle_t *cycle);
 
 
 static ngx_conf_post_handler_pt  ngx_http_replayforge_bucket_p =
@@ -175,7 +176,7 @@ ngx_module_t  ngx_http_replayforge_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_replayforge_init_process,     /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -1148,6 +1149,54 @@ ngx_http_replayforge_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_replayforge_log_handler;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A worker maps every page of the ring into its page tables before it takes
+ * requests: fork does not copy them for a shared file mapping, so each page
+ * would otherwise cost a fault on the request path the first time a record
+ * lands on it.  The ring is the one this cycle mapped, so after a reload
+ * the new workers populate the new mapping.
+ */
+static ngx_int_t
+ngx_http_replayforge_init_process(ngx_cycle_t *cycle)
+{
+    ngx_err_t                          err;
+    ngx_uint_t                         level;
+    ngx_http_replayforge_main_conf_t  *rmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        /* the cache manager and loader never write the ring */
+        return NGX_OK;
+    }
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_replayforge_module);
+    if (rmcf == NULL || rmcf->ring == NULL || rmcf->ring->hdr == NULL) {
+        return NGX_OK;
+    }
+
+    if (rf_ring_populate(rmcf->ring, 1) == 0) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cycle->log, 0,
+                       "replayforge_ring \"%V\": %uz bytes populated",
+                       &rmcf->path, rmcf->ring->map_size);
+        return NGX_OK;
+    }
+
+    err = ngx_errno;
+
+    /* EINVAL: a kernel before 5.14, the ring works without */
+
+    level = (err == NGX_EINVAL) ? NGX_LOG_INFO : NGX_LOG_WARN;
+
+    ngx_log_error(level, cycle->log, err,
+                  "replayforge_ring \"%V\": cannot pre-fault the ring, "
+                  "workers will fault it in as they write", &rmcf->path);
 
     return NGX_OK;
 }

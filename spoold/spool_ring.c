@@ -83,6 +83,13 @@ spool_ring_attach(spool_ring_t *sr, const char *path, spool_buffer_t *b,
         return -1;
     }
 
+    /* one pass now instead of a fault per page while draining */
+
+    if (rf_ring_populate(&sr->ring, 0) == -1) {
+        log_debug("ring \"%s\": cannot pre-fault it: %s", path,
+                  strerror(errno));
+    }
+
     free(sr->path);
     sr->path = strdup(path);
     if (sr->path == NULL) {
