@@ -26,17 +26,18 @@
 
 #include "rf_log.h"
 #include "spool_buffer.h"
+#include "spool_chunk.h"
 
 
 #define SPOOL_DATA_SHARE        72      /* percent of the cap */
 #define SPOOL_WAL_SHARE         22
 #define SPOOL_PAGE_MIN          4096
-#define SPOOL_PAGE_MAX          16384
-#define SPOOL_CELL_OVERHEAD     16      /* rowid, sizes, cell pointer */
+#define SPOOL_PAGE_MAX          65536
+#define SPOOL_CHUNK_MAX         (1024 * 1024)
+#define SPOOL_CELL_OVERHEAD     24      /* an entry's header and bucket */
 #define SPOOL_RATIO_ONE         1024    /* fixed point page/byte ratios */
-#define SPOOL_RATIO_START       1640
+#define SPOOL_RATIO_START       1280
 #define SPOOL_RATIO_MAX         2400
-#define SPOOL_DROP_CHUNK        65536   /* records per DELETE */
 #define SPOOL_DROP_LOG_MS       10000
 #define SPOOL_SHRINK_STEPS      64
 #define SPOOL_RELEASE_STEPS     8       /* transactions per release call */
@@ -70,6 +71,7 @@ struct spool_buffer_s {
     uint64_t                    slack_pages;
     uint64_t                    wal_limit;
     uint64_t                    batch_bytes;
+    uint64_t                    chunk_max;
     uint64_t                    max_record;
     uint64_t                    vacuum_pages;
     uint64_t                    ratio;      /* page bytes per record byte */
@@ -90,11 +92,14 @@ struct spool_buffer_s {
     uint64_t                    log_newest;
     uint64_t                    log_newest_bytes;
 
-    /* the open batch */
+    /* the open batch, and the chunk it fills */
     uint64_t                    room_bytes;
     uint64_t                    added_bytes;
     uint64_t                    first_sseq;
+    uint64_t                    released;
     spool_delta_t               d;
+    rf_buf_t                    chunk;
+    spool_chunk_info_t          pending;
 };
 
 
@@ -102,6 +107,11 @@ static uint64_t spool_buffer_est_pages(spool_buffer_t *b, uint64_t bytes,
     uint64_t n);
 static int spool_buffer_wal_room(spool_buffer_t *b, uint64_t frames);
 static int spool_buffer_checkpoint(spool_buffer_t *b, int mode);
+static int spool_buffer_flush(spool_buffer_t *b);
+static void spool_buffer_chunk_reset(spool_buffer_t *b);
+static int spool_buffer_unreleased(spool_buffer_t *b,
+    const spool_chunk_info_t *c, uint64_t upto, uint64_t *n,
+    uint64_t *bytes);
 static int spool_buffer_make_room(spool_buffer_t *b, uint64_t need);
 static int spool_buffer_unstore_newest(spool_buffer_t *b);
 static int spool_buffer_write_meta(spool_buffer_t *b,
@@ -111,6 +121,11 @@ static void spool_buffer_learn(spool_buffer_t *b, uint64_t used);
 static void spool_buffer_look(spool_buffer_t *b);
 static void spool_buffer_log_drops(spool_buffer_t *b, int force);
 static uint64_t spool_buffer_now_ms(void);
+
+
+static const rf_str_t  spool_buffer_default_bucket = {
+    sizeof("default") - 1, (const unsigned char *) "default"
+};
 
 
 int
@@ -130,9 +145,11 @@ spool_buffer_open(spool_buffer_t **bp, const char *path, uint64_t max_buffer,
 
     /*
      * SQLite writes and checkpoints a page per system call, so a big cap
-     * gets bigger pages: max_buffer / 4096, 4k to 16k.  Bigger pages
-     * still would make every small commit of a trickle write several
-     * times its size.  Only a new file takes the page size.
+     * gets bigger pages: max_buffer / 8192, 4k to 64k (the largest SQLite
+     * has; 64k from a cap of 512m).  A small commit writes a few whole
+     * pages whatever it holds; rf-spoold commits at most every
+     * drain_linger when records trickle in.  Only a new file takes the
+     * page size.
      */
 
     for (page_size = SPOOL_PAGE_MIN;
@@ -150,6 +167,7 @@ spool_buffer_open(spool_buffer_t **bp, const char *path, uint64_t max_buffer,
     b->path = spool_store_path(b->store);
     b->page_size = spool_store_page_size(b->store);
     b->ratio = SPOOL_RATIO_START;
+    rf_buf_init(&b->chunk);
 
     if (spool_store_read_meta(b->store, &b->meta) != 0
         || spool_store_pages(b->store, &b->pages, &used) != 0
@@ -159,6 +177,8 @@ spool_buffer_open(spool_buffer_t **bp, const char *path, uint64_t max_buffer,
         spool_buffer_close(b);
         return -1;
     }
+
+    b->released = b->meta.released;
 
     spool_buffer_look(b);
 
@@ -177,6 +197,7 @@ spool_buffer_close(spool_buffer_t *b)
 
     spool_buffer_log_drops(b, 1);
     spool_store_close(b->store);
+    rf_buf_free(&b->chunk);
     free(b);
 }
 
@@ -206,6 +227,11 @@ spool_buffer_set_limits(spool_buffer_t *b, uint64_t max_buffer, int overflow,
     if (b->batch_bytes > 4 * 1024 * 1024) {
         b->batch_bytes = 4 * 1024 * 1024;
     }
+
+    /* a chunk is read whole: a forwarder's batch reads two at most */
+
+    b->chunk_max = b->batch_bytes < SPOOL_CHUNK_MAX ? b->batch_bytes
+                                                    : SPOOL_CHUNK_MAX;
 
     b->max_record = max_buffer / 8;
 
@@ -267,6 +293,13 @@ spool_buffer_batch_bytes(spool_buffer_t *b)
 }
 
 
+uint64_t
+spool_buffer_page_size(spool_buffer_t *b)
+{
+    return b->page_size;
+}
+
+
 int
 spool_buffer_begin(spool_buffer_t *b, uint64_t bytes, uint64_t n)
 {
@@ -301,6 +334,7 @@ spool_buffer_begin(spool_buffer_t *b, uint64_t bytes, uint64_t n)
     b->added_bytes = 0;
     b->first_sseq = 0;
     memset(&b->d, 0, sizeof(spool_delta_t));
+    spool_buffer_chunk_reset(b);
 
     if (spool_store_pages(b->store, &pages, &used) != 0) {
         goto failed;
@@ -381,9 +415,30 @@ spool_buffer_add(spool_buffer_t *b, uint64_t sseq, const rf_str_t *bucket,
         return 0;
     }
 
-    if (spool_store_insert(b->store, sseq, bucket, data, len) != 0) {
+    if (bucket == NULL || bucket->len == 0) {
+        bucket = &spool_buffer_default_bucket;
+    }
+
+    if (b->chunk.len > 0
+        && b->chunk.len + spool_chunk_entry_size(bucket->len, len)
+           > b->chunk_max
+        && spool_buffer_flush(b) != 0)
+    {
         return -1;
     }
+
+    if (spool_chunk_add(&b->chunk, sseq, bucket, data, len) != 0) {
+        log_warn("buffer \"%s\": record %" PRIu64, b->path, sseq);
+        return -1;
+    }
+
+    if (b->pending.n == 0) {
+        b->pending.first = sseq;
+    }
+
+    b->pending.last = sseq;
+    b->pending.n++;
+    b->pending.bytes += len;
 
     if (b->first_sseq == 0) {
         b->first_sseq = sseq;
@@ -406,6 +461,10 @@ spool_buffer_commit(spool_buffer_t *b, const spool_commit_t *c)
     if (!b->in_txn) {
         errno = EINVAL;
         return -1;
+    }
+
+    if (spool_buffer_flush(b) != 0) {
+        goto failed;
     }
 
     /* the estimates were off: correct before anything is committed */
@@ -483,6 +542,8 @@ spool_buffer_rollback(spool_buffer_t *b)
     err = errno;
 
     b->in_txn = 0;
+    b->released = b->meta.released;
+    spool_buffer_chunk_reset(b);
     spool_store_rollback(b->store);
 
     errno = err;
@@ -490,18 +551,21 @@ spool_buffer_rollback(spool_buffer_t *b)
 
 
 /*
- * Deleting a prefix writes at most the pages those records took (leaves,
- * overflow pages, the tree above them), the free list's trunks and the
- * pointer map, so a transaction deletes at most a batch's bytes: the WAL
- * share was sized for that.
+ * Deleting a chunk writes at most its leaf, the tree above it, the free
+ * list's trunks and the pointer map, never the overflow pages it frees
+ * (secure_delete is off), so a transaction that deletes a batch's bytes
+ * of chunks stays well within the WAL's share.  A chunk the relay
+ * acknowledged in part stays until the rest is; released says how far
+ * the counters went.
  */
 
 int
 spool_buffer_release(spool_buffer_t *b, uint64_t upto, int rejected)
 {
-    int             i, rc;
-    uint64_t        oldest, avg, k, end, n, nb, need, ptrmap;
-    spool_commit_t  c;
+    int                 i, rc, done;
+    uint64_t            n, nb, work, need, ptrmap;
+    spool_commit_t      cm;
+    spool_chunk_info_t  c;
 
     if (b->in_txn) {
         errno = EINVAL;
@@ -510,35 +574,14 @@ spool_buffer_release(spool_buffer_t *b, uint64_t upto, int rejected)
 
     for (i = 0; i < SPOOL_RELEASE_STEPS; i++) {
 
-        rc = spool_store_oldest(b->store, &oldest);
-        if (rc != 1) {
-            return rc;              /* -1, or 0: the table is empty */
-        }
-
-        if (oldest > upto) {
+        if (upto <= b->meta.released) {
             return 0;
         }
 
-        avg = b->meta.records ? b->meta.bytes / b->meta.records : 0;
-        avg += SPOOL_CELL_OVERHEAD;
-        k = b->batch_bytes / avg + 1;
-
-        if (k > SPOOL_DROP_CHUNK) {
-            k = SPOOL_DROP_CHUNK;
-        }
-
-        if (upto - oldest < k) {
-            k = upto - oldest + 1;
-        }
-
-        end = oldest + k;
-
-        need = spool_buffer_est_pages(b, k * avg, k);
+        need = spool_buffer_est_pages(b, 0, 0) + 16;
         ptrmap = b->data_pages / (b->page_size / 5) + 1;
 
-        if (spool_buffer_wal_room(b, need + (need < ptrmap ? need : ptrmap)
-                                     + 16)
-            != 0
+        if (spool_buffer_wal_room(b, need + ptrmap) != 0
             || spool_store_begin(b->store) != 0)
         {
             return -1;
@@ -547,33 +590,62 @@ spool_buffer_release(spool_buffer_t *b, uint64_t upto, int rejected)
         b->in_txn = 1;
         memset(&b->d, 0, sizeof(spool_delta_t));
 
-        n = 0;
-        nb = 0;
+        work = 0;
+        done = 0;
 
-        if (spool_store_delete_below(b->store, end, &n, &nb) != 0) {
-            goto failed;
+        while (!done && work < b->batch_bytes) {
+            rc = spool_store_oldest(b->store, &c);
+            if (rc == -1) {
+                goto failed;
+            }
+
+            if (rc == 0 || c.first > upto) {
+                b->released = upto;
+                done = 1;
+                break;
+            }
+
+            n = 0;
+            nb = 0;
+
+            if (spool_buffer_unreleased(b, &c, upto, &n, &nb) != 0) {
+                goto failed;
+            }
+
+            b->d.records -= (int64_t) n;
+            b->d.bytes -= (int64_t) nb;
+
+            if (rejected) {
+                b->d.rejected += n;
+                b->d.rejected_bytes += nb;
+
+            } else {
+                b->d.forwarded += n;
+                b->d.forwarded_bytes += nb;
+            }
+
+            if (c.last > upto) {
+                b->released = upto;             /* the rest stays */
+                done = 1;
+                break;
+            }
+
+            if (spool_store_delete(b->store, c.first) != 0) {
+                goto failed;
+            }
+
+            b->released = c.last;
+            work += c.bytes;
         }
 
-        b->d.records = -(int64_t) n;
-        b->d.bytes = -(int64_t) nb;
+        cm.next_sseq = b->meta.next_sseq;
+        cm.ring_generation = b->meta.ring_generation;
+        cm.ring_pos = b->meta.ring_pos;
+        cm.ring_batch = b->meta.ring_batch;
+        cm.invalid = 0;
+        memset(&cm.script, 0, sizeof(spool_script_counts_t));
 
-        if (rejected) {
-            b->d.rejected = n;
-            b->d.rejected_bytes = nb;
-
-        } else {
-            b->d.forwarded = n;
-            b->d.forwarded_bytes = nb;
-        }
-
-        c.next_sseq = b->meta.next_sseq;
-        c.ring_generation = b->meta.ring_generation;
-        c.ring_pos = b->meta.ring_pos;
-        c.ring_batch = b->meta.ring_batch;
-        c.invalid = 0;
-        memset(&c.script, 0, sizeof(spool_script_counts_t));
-
-        if (spool_buffer_write_meta(b, &c) != 0
+        if (spool_buffer_write_meta(b, &cm) != 0
             || spool_store_commit(b->store) != 0)
         {
             goto failed;
@@ -581,14 +653,16 @@ spool_buffer_release(spool_buffer_t *b, uint64_t upto, int rejected)
 
         b->in_txn = 0;
 
-        spool_buffer_apply(b, &c);
+        spool_buffer_apply(b, &cm);
         spool_buffer_look(b);
 
-        log_debug("buffer \"%s\": %s %" PRIu64 " records (%" PRIu64 " bytes)"
-                  " below %" PRIu64, b->path,
-                  rejected ? "deleted the rejected" : "released", n, nb, end);
+        log_debug("buffer \"%s\": %s %" PRIu64 " records (%" PRIu64
+                  " bytes) up to %" PRIu64, b->path,
+                  rejected ? "deleted the rejected" : "released",
+                  (uint64_t) -b->d.records, (uint64_t) -b->d.bytes,
+                  b->released);
 
-        if (end > upto) {
+        if (done) {
             return 0;
         }
     }
@@ -704,19 +778,37 @@ spool_buffer_checkpoint(spool_buffer_t *b, int mode)
 
 
 /*
- * Drop the oldest records until the pages in use plus need fit the data
- * share, or the table is empty.  Sequence numbers are dense but for what
- * was dropped, so "sseq < oldest + k" takes about k records.
+ * The records of chunk c above released and up to upto: those still
+ * counted in records and bytes.  Only the oldest chunk can hold some
+ * below released, and only then is it read.
+ */
+
+static int
+spool_buffer_unreleased(spool_buffer_t *b, const spool_chunk_info_t *c,
+    uint64_t upto, uint64_t *n, uint64_t *bytes)
+{
+    if (c->first > b->released && c->last <= upto) {
+        *n += c->n;
+        *bytes += c->bytes;
+        return 0;
+    }
+
+    return spool_store_count(b->store, c->first, b->released, upto, n,
+                             bytes);
+}
+
+
+/*
+ * Drop the oldest chunks until the pages in use plus need fit the data
+ * share, or the table is empty.
  */
 
 static int
 spool_buffer_make_room(spool_buffer_t *b, uint64_t need)
 {
-    int       rc;
-    uint64_t  pages, used, records, bytes, want, avg, k, oldest, n, nb;
-
-    n = 0;
-    nb = 0;
+    int                 rc;
+    uint64_t            pages, used, n, nb;
+    spool_chunk_info_t  c;
 
     for ( ;; ) {
         if (spool_store_pages(b->store, &pages, &used) != 0) {
@@ -724,38 +816,20 @@ spool_buffer_make_room(spool_buffer_t *b, uint64_t need)
         }
 
         if (used + need <= b->data_pages) {
-            break;
+            return 0;
         }
 
-        records = b->meta.records + (uint64_t) b->d.records;
-        bytes = b->meta.bytes + (uint64_t) b->d.bytes;
-
-        if (records == 0) {
-            break;
-        }
-
-        want = (used + need - b->data_pages) * b->page_size
-               * SPOOL_RATIO_ONE / b->ratio + 1;
-        avg = bytes / records + SPOOL_CELL_OVERHEAD;
-        k = want / avg + 1;
-
-        if (k > SPOOL_DROP_CHUNK) {
-            k = SPOOL_DROP_CHUNK;
-        }
-
-        rc = spool_store_oldest(b->store, &oldest);
+        rc = spool_store_oldest(b->store, &c);
         if (rc != 1) {
-            if (rc == -1) {
-                return -1;
-            }
-
-            break;
+            return rc;          /* -1, or 0: the table is empty */
         }
 
         n = 0;
         nb = 0;
 
-        if (spool_store_delete_below(b->store, oldest + k, &n, &nb) != 0) {
+        if (spool_buffer_unreleased(b, &c, UINT64_MAX, &n, &nb) != 0
+            || spool_store_delete(b->store, c.first) != 0)
+        {
             return -1;
         }
 
@@ -764,18 +838,20 @@ spool_buffer_make_room(spool_buffer_t *b, uint64_t need)
         b->d.dropped_oldest += n;
         b->d.dropped_oldest_bytes += nb;
     }
-
-    return 0;
 }
 
 
-/* drop_newest, when the estimate let in too much: take back the newest */
+/*
+ * drop_newest, when the estimate let in too much: take back the newest
+ * chunks of this batch.
+ */
 
 static int
 spool_buffer_unstore_newest(spool_buffer_t *b)
 {
-    int       rc;
-    uint64_t  pages, used, size;
+    int                 rc;
+    uint64_t            pages, used;
+    spool_chunk_info_t  c;
 
     for ( ;; ) {
         if (spool_store_pages(b->store, &pages, &used) != 0) {
@@ -786,24 +862,67 @@ spool_buffer_unstore_newest(spool_buffer_t *b)
             return 0;
         }
 
-        rc = spool_store_delete_newest(b->store, b->first_sseq, &size);
+        rc = spool_store_newest(b->store, b->first_sseq, &c);
         if (rc != 1) {
             return rc;
         }
 
+        if (spool_store_delete(b->store, c.first) != 0) {
+            return -1;
+        }
+
         b->refusing = 1;
-        b->d.records--;
-        b->d.bytes -= (int64_t) size;
-        b->d.stored_total--;
-        b->d.dropped_newest++;
-        b->d.dropped_newest_bytes += size;
+        b->d.records -= (int64_t) c.n;
+        b->d.bytes -= (int64_t) c.bytes;
+        b->d.stored_total -= (int64_t) c.n;
+        b->d.dropped_newest += c.n;
+        b->d.dropped_newest_bytes += c.bytes;
+    }
+}
+
+
+/* the chunk being filled goes into the table */
+
+static int
+spool_buffer_flush(spool_buffer_t *b)
+{
+    if (b->pending.n == 0) {
+        return 0;
+    }
+
+    if (spool_store_insert(b->store, &b->pending, b->chunk.data,
+                           b->chunk.len)
+        != 0)
+    {
+        return -1;
+    }
+
+    spool_buffer_chunk_reset(b);
+
+    return 0;
+}
+
+
+static void
+spool_buffer_chunk_reset(spool_buffer_t *b)
+{
+    memset(&b->pending, 0, sizeof(spool_chunk_info_t));
+
+    /* the memory a very large record took goes back */
+
+    if (b->chunk.cap > 2 * b->chunk_max) {
+        rf_buf_free(&b->chunk);
+
+    } else {
+        rf_buf_reset(&b->chunk);
     }
 }
 
 
 /*
- * Positions are absolute; counters are added (value = value + ?), so a
- * transaction writes only what it changed.
+ * Positions are absolute, and written when they moved; counters are
+ * added (value = value + ?), so a transaction writes only what it
+ * changed.
  */
 
 static int
@@ -812,43 +931,48 @@ spool_buffer_write_meta(spool_buffer_t *b, const spool_commit_t *c)
     size_t  i;
 
     const struct {
-        const char  *key;
-        int64_t      value;
-        int          add;
+        const char      *key;
+        int64_t          value;
+        const uint64_t  *now;       /* a position: its committed value */
     } w[] = {
-        { "next_sseq", (int64_t) c->next_sseq, 0 },
-        { "ring_generation", (int64_t) c->ring_generation, 0 },
-        { "ring_pos", (int64_t) c->ring_pos, 0 },
-        { "ring_batch", (int64_t) c->ring_batch, 0 },
-        { "records", b->d.records, 1 },
-        { "bytes", b->d.bytes, 1 },
-        { "stored_total", b->d.stored_total, 1 },
-        { "dropped_oldest", (int64_t) b->d.dropped_oldest, 1 },
-        { "dropped_oldest_bytes", (int64_t) b->d.dropped_oldest_bytes, 1 },
-        { "dropped_newest", (int64_t) b->d.dropped_newest, 1 },
-        { "dropped_newest_bytes", (int64_t) b->d.dropped_newest_bytes, 1 },
-        { "invalid", (int64_t) c->invalid, 1 },
-        { "forwarded", (int64_t) b->d.forwarded, 1 },
-        { "forwarded_bytes", (int64_t) b->d.forwarded_bytes, 1 },
-        { "rejected", (int64_t) b->d.rejected, 1 },
-        { "rejected_bytes", (int64_t) b->d.rejected_bytes, 1 },
-        { "script_calls", (int64_t) c->script.calls, 1 },
-        { "script_ticks", (int64_t) c->script.ticks, 1 },
-        { "script_errors", (int64_t) c->script.errors, 1 },
-        { "script_budget", (int64_t) c->script.budget, 1 },
-        { "script_memory", (int64_t) c->script.memory, 1 },
-        { "script_dropped", (int64_t) c->script.dropped, 1 },
-        { "script_produced", (int64_t) c->script.produced, 1 },
-        { "dead_lettered", (int64_t) c->script.dead_lettered, 1 },
-        { "dead_dropped", (int64_t) c->script.dead_dropped, 1 }
+        { "next_sseq", (int64_t) c->next_sseq, &b->meta.next_sseq },
+        { "released", (int64_t) b->released, &b->meta.released },
+        { "ring_generation", (int64_t) c->ring_generation,
+          &b->meta.ring_generation },
+        { "ring_pos", (int64_t) c->ring_pos, &b->meta.ring_pos },
+        { "ring_batch", (int64_t) c->ring_batch, &b->meta.ring_batch },
+        { "records", b->d.records, NULL },
+        { "bytes", b->d.bytes, NULL },
+        { "stored_total", b->d.stored_total, NULL },
+        { "dropped_oldest", (int64_t) b->d.dropped_oldest, NULL },
+        { "dropped_oldest_bytes", (int64_t) b->d.dropped_oldest_bytes, NULL },
+        { "dropped_newest", (int64_t) b->d.dropped_newest, NULL },
+        { "dropped_newest_bytes", (int64_t) b->d.dropped_newest_bytes, NULL },
+        { "invalid", (int64_t) c->invalid, NULL },
+        { "forwarded", (int64_t) b->d.forwarded, NULL },
+        { "forwarded_bytes", (int64_t) b->d.forwarded_bytes, NULL },
+        { "rejected", (int64_t) b->d.rejected, NULL },
+        { "rejected_bytes", (int64_t) b->d.rejected_bytes, NULL },
+        { "script_calls", (int64_t) c->script.calls, NULL },
+        { "script_ticks", (int64_t) c->script.ticks, NULL },
+        { "script_errors", (int64_t) c->script.errors, NULL },
+        { "script_budget", (int64_t) c->script.budget, NULL },
+        { "script_memory", (int64_t) c->script.memory, NULL },
+        { "script_dropped", (int64_t) c->script.dropped, NULL },
+        { "script_produced", (int64_t) c->script.produced, NULL },
+        { "dead_lettered", (int64_t) c->script.dead_lettered, NULL },
+        { "dead_dropped", (int64_t) c->script.dead_dropped, NULL }
     };
 
     for (i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
-        if (w[i].add && w[i].value == 0) {
+        if (w[i].now == NULL ? w[i].value == 0
+                             : *w[i].now == (uint64_t) w[i].value)
+        {
             continue;
         }
 
-        if (spool_store_meta_put(b->store, w[i].key, w[i].value, w[i].add)
+        if (spool_store_meta_put(b->store, w[i].key, w[i].value,
+                                 w[i].now == NULL)
             != 0)
         {
             return -1;
@@ -867,6 +991,7 @@ spool_buffer_apply(spool_buffer_t *b, const spool_commit_t *c)
     m = &b->meta;
 
     m->next_sseq = c->next_sseq;
+    m->released = b->released;
     m->ring_generation = c->ring_generation;
     m->ring_pos = c->ring_pos;
     m->ring_batch = c->ring_batch;

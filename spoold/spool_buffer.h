@@ -54,6 +54,8 @@ const spool_meta_t *spool_buffer_meta(spool_buffer_t *b);
 
 /* Largest batch payload, in bytes, one transaction should carry. */
 uint64_t spool_buffer_batch_bytes(spool_buffer_t *b);
+/* The file's page size: the least a commit writes. */
+uint64_t spool_buffer_page_size(spool_buffer_t *b);
 
 /*
  * A batch: begin() with the batch's total size and count makes room for

@@ -35,6 +35,7 @@ spool_dump(const spoold_conf_t *conf)
 {
     int                rc;
     char               err[4096];
+    uint64_t           damaged;
     spool_store_t     *st;
     spool_dump_ctx_t   ctx;
 
@@ -48,6 +49,7 @@ spool_dump(const spoold_conf_t *conf)
     ctx.failed = 0;
 
     rc = spool_store_each(st, 0, spool_dump_record, &ctx);
+    damaged = spool_store_damaged(st);
 
     spool_store_close(st);
     rf_buf_free(&ctx.out);
@@ -68,9 +70,18 @@ spool_dump(const spoold_conf_t *conf)
         return 1;
     }
 
+    if (damaged) {
+        fprintf(stderr, SPOOLD_NAME ": --dump: %" PRIu64 " chunks of "
+                "buffer \"%s\" are damaged, the records after the damage "
+                "in each were skipped\n", damaged, conf->buffer);
+    }
+
     if (ctx.bad) {
         fprintf(stderr, SPOOLD_NAME ": --dump: %" PRIu64 " records of "
                 "buffer \"%s\" are damaged\n", ctx.bad, conf->buffer);
+    }
+
+    if (damaged || ctx.bad) {
         return 1;
     }
 

@@ -26,11 +26,14 @@
 #define SPOOL_RING_RESET        2   /* same file, new generation */
 
 /*
- * A batch the ring cannot fill waits this long before it is committed:
- * every commit writes a few whole pages besides the records, so a trickle
+ * A batch the ring cannot fill waits at least SPOOL_RING_LINGER_MS before
+ * it is committed, and while it holds less than a page of the buffer, up
+ * to SPOOL_RING_LINGER_MAX_MS: every commit writes a few whole pages
+ * besides the records (64k each for a cap of 512m or more), so a trickle
  * committed record by record would write many times its own size.
  */
 #define SPOOL_RING_LINGER_MS    20
+#define SPOOL_RING_LINGER_MAX_MS 250
 
 
 typedef struct {
@@ -80,9 +83,8 @@ int spool_ring_changed(spool_ring_t *sr, const char *path);
  * Read up to max records (and the store's batch bytes) into the batch,
  * and through the scripts of ss when it has transforms (their outputs
  * are stored instead); store it, with what else ss has queued, in one
- * transaction and release it when it is full, or when
- * the ring ran dry and the batch is SPOOL_RING_LINGER_MS old, or when
- * flush is set.  Returns the records stored, 0 when none were (the ring
+ * transaction and release it when it is full, or when the ring ran dry
+ * and the batch is old enough (see above), or when flush is set.  Returns the records stored, 0 when none were (the ring
  * was empty, or the batch waits for more; last_rc tells RF_RING_EMPTY
  * from RF_RING_WAIT), -1 when the store failed: the batch is kept, still
  * unreleased, and the next call retries it.

@@ -19,28 +19,32 @@
 
 #include <sqlite3.h>
 
+#include "rf_buf.h"
 #include "rf_log.h"
+#include "spool_chunk.h"
 #include "spool_store.h"
 
 
-#define SPOOL_SCHEMA            1
-#define SPOOL_EACH_ROWS         512
+#define SPOOL_SCHEMA            2
 #define SPOOL_EACH_BYTES        (1024 * 1024)
+#define SPOOL_MIGRATE_BYTES     (1024 * 1024)
 #define SPOOL_WRITER_BUSY_MS    200
 #define SPOOL_READER_BUSY_MS    5000
 
 
 enum {
     SPOOL_ST_META_GET = 0,
-    SPOOL_ST_EACH,              /* the readers' statements come first */
-    SPOOL_ST_BATCH,
-    SPOOL_ST_BEGIN,
+    SPOOL_ST_RELEASED,          /* the readers' statements come first */
+    SPOOL_ST_READ,
+    SPOOL_ST_BEGIN_READ,
     SPOOL_ST_COMMIT,
     SPOOL_ST_ROLLBACK,
+    SPOOL_ST_BEGIN,
     SPOOL_ST_INSERT,
     SPOOL_ST_OLDEST,
-    SPOOL_ST_DELETE_BELOW,
-    SPOOL_ST_DELETE_NEWEST,
+    SPOOL_ST_NEWEST,
+    SPOOL_ST_DATA,
+    SPOOL_ST_DELETE,
     SPOOL_ST_PAGES,
     SPOOL_ST_VACUUM,
     SPOOL_ST_META_SET,
@@ -48,7 +52,7 @@ enum {
     SPOOL_ST_MAX
 };
 
-#define SPOOL_ST_READER         (SPOOL_ST_BATCH + 1)
+#define SPOOL_ST_READER         (SPOOL_ST_ROLLBACK + 1)
 
 
 _Static_assert(SPOOL_CKPT_RESTART == SQLITE_CHECKPOINT_RESTART
@@ -63,6 +67,7 @@ struct spool_store_s {
     int                         lock_fd;
     uint64_t                    page_size;
     uint64_t                    wal_frames;
+    uint64_t                    damaged;    /* chunks found damaged */
     unsigned                    readonly:1;
     unsigned                    can_vacuum:1;
 };
@@ -85,6 +90,15 @@ static int spool_store_error(spool_store_t *st, const char *what);
 static int spool_store_errno(int rc);
 static int spool_store_exec(spool_store_t *st, const char *sql);
 static int spool_store_done(spool_store_t *st, int id, const char *what);
+static int spool_store_chunk_row(spool_store_t *st, int id,
+    spool_chunk_info_t *c, const char *what);
+static int spool_store_read(spool_store_t *st, uint64_t *after);
+static int spool_store_read_end(spool_store_t *st, int rc,
+    const char *what);
+static int spool_store_schema_of(spool_store_t *st);
+static int spool_store_migrate(spool_store_t *st, char *err, size_t errlen);
+static int spool_store_migrate_step(spool_store_t *st, rf_buf_t *chunk,
+    int *more);
 
 
 /*
@@ -92,13 +106,19 @@ static int spool_store_done(spool_store_t *st, int id, const char *what);
  * (the %s below), not at 1: the relay drops records whose sequence is not
  * above the highest it has from the same source, so a buffer deleted and
  * created again under the same id must not count from 1 again.
+ *
+ * Records are stored in chunks, many to a row: one row per record cost
+ * SQLite's B-tree a cell, and the WAL and the checkpoint a system call a
+ * page, for every record (docs/design.md, "The buffer stores chunks").
+ * A buffer of schema 1 (a row per record) is converted at open.
  */
 
 static const char  spool_store_schema[] =
-    "CREATE TABLE IF NOT EXISTS records ("
-    "    sseq    INTEGER PRIMARY KEY,"
-    "    bucket  TEXT NOT NULL,"
-    "    size    INTEGER NOT NULL,"
+    "CREATE TABLE IF NOT EXISTS chunks ("
+    "    first   INTEGER PRIMARY KEY,"
+    "    last    INTEGER NOT NULL,"
+    "    n       INTEGER NOT NULL,"
+    "    bytes   INTEGER NOT NULL,"
     "    data    BLOB NOT NULL"
     ");"
     "CREATE TABLE IF NOT EXISTS meta ("
@@ -106,7 +126,7 @@ static const char  spool_store_schema[] =
     "    value   NOT NULL"
     ") WITHOUT ROWID;"
     "INSERT OR IGNORE INTO meta (key, value) VALUES"
-    "    ('schema', 1), ('id', ''), ('next_sseq', %s),"
+    "    ('schema', 2), ('id', ''), ('next_sseq', %s), ('released', 0),"
     "    ('ring_generation', 0), ('ring_pos', 0), ('ring_batch', 0),"
     "    ('max_buffer', 0), ('records', 0), ('bytes', 0),"
     "    ('stored_total', 0), ('dropped_oldest', 0),"
@@ -120,21 +140,28 @@ static const char  spool_store_schema[] =
     "    ('dead_dropped', 0);";
 
 
-/* in SPOOL_ST_* order; size is before data so that it reads cheaply */
+/*
+ * In SPOOL_ST_* order.  A read starts at the chunk that holds the record
+ * after ?1, if any.
+ */
 
 static const char *const  spool_store_sql[SPOOL_ST_MAX] = {
     "SELECT key, value FROM meta",
-    "SELECT sseq, data FROM records WHERE sseq > ?1 ORDER BY sseq LIMIT ?2",
-    "SELECT sseq, bucket, data FROM records WHERE sseq > ?1 ORDER BY sseq"
-    " LIMIT ?2",
-    "BEGIN IMMEDIATE",
+    "SELECT value FROM meta WHERE key = 'released'",
+    "SELECT first, last, data FROM chunks WHERE first >= coalesce("
+    "(SELECT first FROM chunks WHERE first <= ?1 ORDER BY first DESC"
+    " LIMIT 1), 0) ORDER BY first",
+    "BEGIN",
     "COMMIT",
     "ROLLBACK",
-    "INSERT INTO records (sseq, bucket, size, data) VALUES (?1, ?2, ?3, ?4)",
-    "SELECT sseq FROM records ORDER BY sseq LIMIT 1",
-    "DELETE FROM records WHERE sseq < ?1 RETURNING size",
-    "DELETE FROM records WHERE sseq ="
-    " (SELECT max(sseq) FROM records WHERE sseq >= ?1) RETURNING size",
+    "BEGIN IMMEDIATE",
+    "INSERT INTO chunks (first, last, n, bytes, data)"
+    " VALUES (?1, ?2, ?3, ?4, ?5)",
+    "SELECT first, last, n, bytes FROM chunks ORDER BY first LIMIT 1",
+    "SELECT first, last, n, bytes FROM chunks WHERE first >= ?1"
+    " ORDER BY first DESC LIMIT 1",
+    "SELECT data FROM chunks WHERE first = ?1",
+    "DELETE FROM chunks WHERE first = ?1",
     "SELECT p.page_count, f.freelist_count"
     " FROM pragma_page_count() AS p, pragma_freelist_count() AS f",
     "PRAGMA incremental_vacuum(1)",
@@ -157,6 +184,7 @@ static const spool_meta_key_t  spool_meta_keys[] = {
     { "rejected", offsetof(spool_meta_t, rejected) },
     { "rejected_bytes", offsetof(spool_meta_t, rejected_bytes) },
     { "next_sseq", offsetof(spool_meta_t, next_sseq) },
+    { "released", offsetof(spool_meta_t, released) },
     { "ring_generation", offsetof(spool_meta_t, ring_generation) },
     { "ring_pos", offsetof(spool_meta_t, ring_pos) },
     { "ring_batch", offsetof(spool_meta_t, ring_batch) },
@@ -328,6 +356,10 @@ spool_store_open_writer(spool_store_t *st, uint64_t page_size, char *err,
         goto failed;
     }
 
+    if (spool_store_migrate(st, err, errlen) != 0) {
+        return -1;
+    }
+
     rc = sqlite3_prepare_v2(st->db, "SELECT p.page_size, a.auto_vacuum"
                             " FROM pragma_page_size() AS p,"
                             " pragma_auto_vacuum() AS a", -1, &stmt, NULL);
@@ -401,6 +433,13 @@ spool_store_open_reader(spool_store_t *st, char *err, size_t errlen)
     }
 
     if (spool_store_prepare_all(st, SPOOL_ST_READER) != 0) {
+        if (spool_store_schema_of(st) == 1) {
+            snprintf(err, errlen, "buffer \"%s\" was written by an older "
+                     "rf-spoold (schema 1): start rf-spoold on it once to "
+                     "convert it", st->path);
+            return -1;
+        }
+
         snprintf(err, errlen, "\"%s\" is not an rf-spoold buffer: %s",
                  st->path, sqlite3_errmsg(st->db));
         return -1;
@@ -498,6 +537,13 @@ spool_store_wal_frames(spool_store_t *st)
 }
 
 
+uint64_t
+spool_store_damaged(spool_store_t *st)
+{
+    return st->damaged;
+}
+
+
 int
 spool_store_read_meta(spool_store_t *st, spool_meta_t *m)
 {
@@ -585,29 +631,21 @@ spool_store_rollback(spool_store_t *st)
 
 
 int
-spool_store_insert(spool_store_t *st, uint64_t sseq, const rf_str_t *bucket,
+spool_store_insert(spool_store_t *st, const spool_chunk_info_t *c,
     const unsigned char *data, size_t len)
 {
-    int            rc;
     sqlite3_stmt  *stmt;
 
     stmt = st->stmt[SPOOL_ST_INSERT];
 
-    if (bucket != NULL && bucket->len > 0) {
-        rc = sqlite3_bind_text(stmt, 2, (const char *) bucket->data,
-                               (int) bucket->len, SQLITE_STATIC);
-
-    } else {
-        rc = sqlite3_bind_text(stmt, 2, "default", -1, SQLITE_STATIC);
-    }
-
-    if (rc != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 1, (sqlite3_int64) sseq) != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 3, (sqlite3_int64) len) != SQLITE_OK
-        || sqlite3_bind_blob(stmt, 4, data, (int) len, SQLITE_STATIC)
+    if (sqlite3_bind_int64(stmt, 1, (sqlite3_int64) c->first) != SQLITE_OK
+        || sqlite3_bind_int64(stmt, 2, (sqlite3_int64) c->last) != SQLITE_OK
+        || sqlite3_bind_int64(stmt, 3, (sqlite3_int64) c->n) != SQLITE_OK
+        || sqlite3_bind_int64(stmt, 4, (sqlite3_int64) c->bytes) != SQLITE_OK
+        || sqlite3_bind_blob64(stmt, 5, data, len, SQLITE_STATIC)
            != SQLITE_OK)
     {
-        return spool_store_error(st, "bind record");
+        return spool_store_error(st, "bind chunk");
     }
 
     return spool_store_done(st, SPOOL_ST_INSERT, "insert");
@@ -615,95 +653,97 @@ spool_store_insert(spool_store_t *st, uint64_t sseq, const rf_str_t *bucket,
 
 
 int
-spool_store_oldest(spool_store_t *st, uint64_t *sseq)
+spool_store_oldest(spool_store_t *st, spool_chunk_info_t *c)
 {
-    int            rc;
-    sqlite3_stmt  *stmt;
+    return spool_store_chunk_row(st, SPOOL_ST_OLDEST, c, "find oldest");
+}
 
-    stmt = st->stmt[SPOOL_ST_OLDEST];
+
+int
+spool_store_newest(spool_store_t *st, uint64_t from, spool_chunk_info_t *c)
+{
+    if (sqlite3_bind_int64(st->stmt[SPOOL_ST_NEWEST], 1,
+                           (sqlite3_int64) from)
+        != SQLITE_OK)
+    {
+        return spool_store_error(st, "bind");
+    }
+
+    return spool_store_chunk_row(st, SPOOL_ST_NEWEST, c, "find newest");
+}
+
+
+int
+spool_store_delete(spool_store_t *st, uint64_t first)
+{
+    if (sqlite3_bind_int64(st->stmt[SPOOL_ST_DELETE], 1,
+                           (sqlite3_int64) first)
+        != SQLITE_OK)
+    {
+        return spool_store_error(st, "bind");
+    }
+
+    return spool_store_done(st, SPOOL_ST_DELETE, "delete chunk");
+}
+
+
+int
+spool_store_count(spool_store_t *st, uint64_t first, uint64_t above,
+    uint64_t upto, uint64_t *n, uint64_t *bytes)
+{
+    int                  rc, got;
+    size_t               len;
+    sqlite3_stmt        *stmt;
+    spool_entry_t        e;
+    const void          *data;
+    spool_chunk_iter_t   it;
+
+    stmt = st->stmt[SPOOL_ST_DATA];
+
+    if (sqlite3_bind_int64(stmt, 1, (sqlite3_int64) first) != SQLITE_OK) {
+        return spool_store_error(st, "bind");
+    }
 
     rc = sqlite3_step(stmt);
 
     if (rc == SQLITE_ROW) {
-        *sseq = (uint64_t) sqlite3_column_int64(stmt, 0);
+        data = sqlite3_column_blob(stmt, 0);
+        len = (size_t) sqlite3_column_bytes(stmt, 0);
 
-    } else if (rc != SQLITE_DONE) {
-        spool_store_error(st, "find oldest");
-        (void) sqlite3_reset(stmt);
-        return -1;
-    }
+        if (data == NULL && len != 0) {
+            (void) sqlite3_reset(stmt);
+            errno = ENOMEM;
+            return -1;
+        }
 
-    if (sqlite3_reset(stmt) != SQLITE_OK) {
-        return spool_store_error(st, "find oldest");
-    }
+        spool_chunk_iter(&it, data, len);
 
-    return rc == SQLITE_ROW;
-}
+        while ((got = spool_chunk_next(&it, &e)) == 1) {
+            if (e.sseq > above && e.sseq <= upto) {
+                (*n)++;
+                *bytes += e.len;
+            }
+        }
 
+        if (got == -1) {
+            log_warnx("buffer \"%s\": chunk %" PRIu64 " is damaged at "
+                      "byte %zu", st->path, first, it.off);
+        }
 
-int
-spool_store_delete_below(spool_store_t *st, uint64_t sseq, uint64_t *n,
-    uint64_t *bytes)
-{
-    int            rc;
-    sqlite3_stmt  *stmt;
-
-    stmt = st->stmt[SPOOL_ST_DELETE_BELOW];
-
-    if (sqlite3_bind_int64(stmt, 1, (sqlite3_int64) sseq) != SQLITE_OK) {
-        return spool_store_error(st, "bind");
-    }
-
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        (*n)++;
-        *bytes += (uint64_t) sqlite3_column_int64(stmt, 0);
-    }
-
-    if (rc != SQLITE_DONE) {
-        spool_store_error(st, "delete oldest");
-        (void) sqlite3_reset(stmt);
-        return -1;
-    }
-
-    if (sqlite3_reset(stmt) != SQLITE_OK) {
-        return spool_store_error(st, "delete oldest");
-    }
-
-    return 0;
-}
-
-
-int
-spool_store_delete_newest(spool_store_t *st, uint64_t sseq, uint64_t *bytes)
-{
-    int            rc, got;
-    sqlite3_stmt  *stmt;
-
-    stmt = st->stmt[SPOOL_ST_DELETE_NEWEST];
-
-    if (sqlite3_bind_int64(stmt, 1, (sqlite3_int64) sseq) != SQLITE_OK) {
-        return spool_store_error(st, "bind");
-    }
-
-    rc = sqlite3_step(stmt);
-    got = (rc == SQLITE_ROW);
-
-    if (got) {
-        *bytes = (uint64_t) sqlite3_column_int64(stmt, 0);
         rc = sqlite3_step(stmt);
     }
 
     if (rc != SQLITE_DONE) {
-        spool_store_error(st, "delete newest");
+        spool_store_error(st, "read chunk");
         (void) sqlite3_reset(stmt);
         return -1;
     }
 
     if (sqlite3_reset(stmt) != SQLITE_OK) {
-        return spool_store_error(st, "delete newest");
+        return spool_store_error(st, "read chunk");
     }
 
-    return got;
+    return 0;
 }
 
 
@@ -841,70 +881,170 @@ spool_store_meta_id(spool_store_t *st, const char *id)
 }
 
 
+/*
+ * A read transaction: the meta's released, then the chunks from the one
+ * that holds the record after *after (raised to released).
+ */
+
+static int
+spool_store_read(spool_store_t *st, uint64_t *after)
+{
+    int            rc;
+    uint64_t       released;
+    sqlite3_stmt  *stmt;
+
+    if (spool_store_done(st, SPOOL_ST_BEGIN_READ, "begin") != 0) {
+        return -1;
+    }
+
+    stmt = st->stmt[SPOOL_ST_RELEASED];
+    released = 0;
+
+    rc = sqlite3_step(stmt);
+
+    if (rc == SQLITE_ROW) {
+        released = (uint64_t) sqlite3_column_int64(stmt, 0);
+        rc = sqlite3_step(stmt);
+    }
+
+    if (rc != SQLITE_DONE) {
+        spool_store_error(st, "read meta");
+        (void) sqlite3_reset(stmt);
+        goto failed;
+    }
+
+    if (sqlite3_reset(stmt) != SQLITE_OK) {
+        spool_store_error(st, "read meta");
+        goto failed;
+    }
+
+    if (*after < released) {
+        *after = released;
+    }
+
+    if (sqlite3_bind_int64(st->stmt[SPOOL_ST_READ], 1,
+                           (sqlite3_int64) (*after + 1))
+        != SQLITE_OK)
+    {
+        spool_store_error(st, "bind");
+        goto failed;
+    }
+
+    return 0;
+
+failed:
+
+    (void) spool_store_done(st, SPOOL_ST_ROLLBACK, "rollback");
+
+    return -1;
+}
+
+
+/* ends what spool_store_read() began; rc is the last sqlite3_step()'s */
+
+static int
+spool_store_read_end(spool_store_t *st, int rc, const char *what)
+{
+    sqlite3_stmt  *stmt;
+
+    stmt = st->stmt[SPOOL_ST_READ];
+
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        spool_store_error(st, what);
+        (void) sqlite3_reset(stmt);
+        (void) spool_store_done(st, SPOOL_ST_ROLLBACK, "rollback");
+        return -1;
+    }
+
+    if (sqlite3_reset(stmt) != SQLITE_OK) {
+        spool_store_error(st, what);
+        (void) spool_store_done(st, SPOOL_ST_ROLLBACK, "rollback");
+        return -1;
+    }
+
+    return spool_store_done(st, SPOOL_ST_COMMIT, "end read");
+}
+
+
 int
 spool_store_each(spool_store_t *st, uint64_t after,
     spool_store_each_pt handler, void *arg)
 {
-    int             rc, n, stop;
-    size_t          len, chunk;
-    uint64_t        sseq;
-    sqlite3_stmt   *stmt;
-    const void     *data;
+    int                  rc, got, stop;
+    size_t               len, chunk;
+    uint64_t             first, last;
+    sqlite3_stmt        *stmt;
+    spool_entry_t        e;
+    const void          *data;
+    spool_chunk_iter_t   it;
 
-    stmt = st->stmt[SPOOL_ST_EACH];
+    stmt = st->stmt[SPOOL_ST_READ];
 
     for ( ;; ) {
-        if (sqlite3_bind_int64(stmt, 1, (sqlite3_int64) after) != SQLITE_OK
-            || sqlite3_bind_int(stmt, 2, SPOOL_EACH_ROWS) != SQLITE_OK)
-        {
-            return spool_store_error(st, "bind");
+        if (spool_store_read(st, &after) != 0) {
+            return -1;
         }
 
-        n = 0;
         chunk = 0;
         stop = 0;
 
         while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-            sseq = (uint64_t) sqlite3_column_int64(stmt, 0);
-            data = sqlite3_column_blob(stmt, 1);
-            len = (size_t) sqlite3_column_bytes(stmt, 1);
+            first = (uint64_t) sqlite3_column_int64(stmt, 0);
+            last = (uint64_t) sqlite3_column_int64(stmt, 1);
+            data = sqlite3_column_blob(stmt, 2);
+            len = (size_t) sqlite3_column_bytes(stmt, 2);
 
             if (data == NULL && len != 0) {
                 rc = SQLITE_NOMEM;
                 break;
             }
 
-            n++;
-            after = sseq;
+            spool_chunk_iter(&it, data, len);
+
+            while ((got = spool_chunk_next(&it, &e)) == 1) {
+                if (e.sseq <= after) {
+                    continue;
+                }
+
+                after = e.sseq;
+
+                if (handler(e.sseq, e.data, e.len, arg) != 0) {
+                    stop = 1;
+                    break;
+                }
+            }
+
+            if (got == -1) {
+                st->damaged++;
+                log_warnx("buffer \"%s\": chunk %" PRIu64 " is damaged at "
+                          "byte %zu, the rest of it is skipped", st->path,
+                          first, it.off);
+            }
+
+            /* the next read goes on after this chunk, even if damaged */
+
+            if (!stop && after < last) {
+                after = last;
+            }
+
             chunk += len;
 
-            if (handler(sseq, data, len, arg) != 0) {
-                stop = 1;
+            if (stop || chunk >= SPOOL_EACH_BYTES) {
                 break;
             }
-
-            if (chunk >= SPOOL_EACH_BYTES) {
-                break;
-            }
-        }
-
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-            spool_store_error(st, "read records");
-            (void) sqlite3_reset(stmt);
-            return -1;
         }
 
         /* the read transaction ends here, before any slow output */
 
-        if (sqlite3_reset(stmt) != SQLITE_OK) {
-            return spool_store_error(st, "read records");
+        if (spool_store_read_end(st, rc, "read records") != 0) {
+            return -1;
         }
 
         if (stop || handler(0, NULL, 0, arg) != 0) {
             return -1;
         }
 
-        if (rc == SQLITE_DONE && n < SPOOL_EACH_ROWS) {
+        if (rc == SQLITE_DONE) {
             return 0;
         }
     }
@@ -915,54 +1055,68 @@ int
 spool_store_batch(spool_store_t *st, uint64_t after, uint64_t limit,
     spool_store_batch_pt handler, void *arg)
 {
-    int             rc, n, stop;
-    size_t          len;
-    rf_str_t        bucket;
-    uint64_t        sseq;
-    sqlite3_stmt   *stmt;
-    const void     *data;
+    int                  rc, got, stop;
+    size_t               len;
+    uint64_t             n, first;
+    sqlite3_stmt        *stmt;
+    spool_entry_t        e;
+    const void          *data;
+    spool_chunk_iter_t   it;
 
-    stmt = st->stmt[SPOOL_ST_BATCH];
-
-    if (sqlite3_bind_int64(stmt, 1, (sqlite3_int64) after) != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 2, (sqlite3_int64) limit) != SQLITE_OK)
-    {
-        return spool_store_error(st, "bind");
+    if (spool_store_read(st, &after) != 0) {
+        return -1;
     }
 
+    stmt = st->stmt[SPOOL_ST_READ];
+    rc = SQLITE_DONE;
     n = 0;
     stop = 0;
 
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        sseq = (uint64_t) sqlite3_column_int64(stmt, 0);
-        bucket.data = sqlite3_column_text(stmt, 1);
-        bucket.len = (size_t) sqlite3_column_bytes(stmt, 1);
+    while (n < limit && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        first = (uint64_t) sqlite3_column_int64(stmt, 0);
         data = sqlite3_column_blob(stmt, 2);
         len = (size_t) sqlite3_column_bytes(stmt, 2);
 
-        if (bucket.data == NULL || (data == NULL && len != 0)) {
+        if (data == NULL && len != 0) {
             rc = SQLITE_NOMEM;
             break;
         }
 
-        stop = handler(sseq, &bucket, data, len, arg);
+        spool_chunk_iter(&it, data, len);
+        got = 0;
+
+        while (n < limit && (got = spool_chunk_next(&it, &e)) == 1) {
+            if (e.sseq <= after) {
+                continue;
+            }
+
+            stop = handler(e.sseq, &e.bucket, e.data, e.len, arg);
+            if (stop != 0) {
+                break;
+            }
+
+            n++;
+        }
+
+        if (got == -1) {
+            st->damaged++;
+            log_warnx("buffer \"%s\": chunk %" PRIu64 " is damaged at byte "
+                      "%zu, the rest of it is skipped", st->path, first,
+                      it.off);
+        }
+
         if (stop != 0) {
             break;
         }
-
-        n++;
-    }
-
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        spool_store_error(st, "read records");
-        (void) sqlite3_reset(stmt);
-        return -1;
     }
 
     /* the read transaction ends here */
 
-    if (sqlite3_reset(stmt) != SQLITE_OK) {
-        return spool_store_error(st, "read records");
+    if (spool_store_read_end(st, (n >= limit || stop) ? SQLITE_ROW : rc,
+                             "read records")
+        != 0)
+    {
+        return -1;
     }
 
     if (stop < 0) {
@@ -970,7 +1124,7 @@ spool_store_batch(spool_store_t *st, uint64_t after, uint64_t limit,
         return -1;
     }
 
-    return n;
+    return (int) n;
 }
 
 
@@ -1002,6 +1156,211 @@ spool_store_file_sizes(const char *path, uint64_t *db, uint64_t *wal)
     }
 
     return 0;
+}
+
+
+/* one row of first, last, n, bytes: 1, 0 when none, -1 */
+
+static int
+spool_store_chunk_row(spool_store_t *st, int id, spool_chunk_info_t *c,
+    const char *what)
+{
+    int            rc;
+    sqlite3_stmt  *stmt;
+
+    stmt = st->stmt[id];
+
+    rc = sqlite3_step(stmt);
+
+    if (rc == SQLITE_ROW) {
+        c->first = (uint64_t) sqlite3_column_int64(stmt, 0);
+        c->last = (uint64_t) sqlite3_column_int64(stmt, 1);
+        c->n = (uint64_t) sqlite3_column_int64(stmt, 2);
+        c->bytes = (uint64_t) sqlite3_column_int64(stmt, 3);
+
+    } else if (rc != SQLITE_DONE) {
+        spool_store_error(st, what);
+        (void) sqlite3_reset(stmt);
+        return -1;
+    }
+
+    if (sqlite3_reset(stmt) != SQLITE_OK) {
+        return spool_store_error(st, what);
+    }
+
+    return rc == SQLITE_ROW;
+}
+
+
+/* the meta's schema, 0 when it cannot be read */
+
+static int
+spool_store_schema_of(spool_store_t *st)
+{
+    int            schema;
+    sqlite3_stmt  *stmt;
+
+    if (sqlite3_prepare_v2(st->db, "SELECT value FROM meta"
+                           " WHERE key = 'schema'", -1, &stmt, NULL)
+        != SQLITE_OK)
+    {
+        return 0;
+    }
+
+    schema = (sqlite3_step(stmt) == SQLITE_ROW)
+             ? sqlite3_column_int(stmt, 0) : 0;
+
+    (void) sqlite3_finalize(stmt);
+
+    return schema;
+}
+
+
+/*
+ * Schema 1 kept a row per record in a records table.  Its records move
+ * into chunks a megabyte per transaction, the WAL checkpointed after
+ * each, so that the conversion stays near the cap.
+ */
+
+static int
+spool_store_migrate(spool_store_t *st, char *err, size_t errlen)
+{
+    int        more;
+    uint64_t   steps;
+    rf_buf_t   chunk;
+
+    if (spool_store_schema_of(st) != 1) {
+        return 0;               /* read_meta() judges the others */
+    }
+
+    log_info("buffer \"%s\": converting its records to chunks (schema 1 "
+             "to %d)", st->path, SPOOL_SCHEMA);
+
+    rf_buf_init(&chunk);
+    steps = 0;
+
+    do {
+        if (spool_store_migrate_step(st, &chunk, &more) != 0) {
+            rf_buf_free(&chunk);
+            goto failed;
+        }
+
+        steps++;
+
+    } while (more);
+
+    rf_buf_free(&chunk);
+
+    if (spool_store_exec(st, "BEGIN IMMEDIATE;"
+                             "DROP TABLE records;"
+                             "UPDATE meta SET value = 2"
+                             " WHERE key = 'schema';"
+                             "COMMIT;")
+        != 0)
+    {
+        (void) spool_store_exec(st, "ROLLBACK");
+        goto failed;
+    }
+
+    if (spool_store_checkpoint(st, SPOOL_CKPT_TRUNCATE) != 0) {
+        goto failed;
+    }
+
+    log_info("buffer \"%s\": converted in %" PRIu64 " steps", st->path,
+             steps);
+
+    return 0;
+
+failed:
+
+    snprintf(err, errlen, "cannot convert buffer \"%s\" from schema 1: %s",
+             st->path, sqlite3_errmsg(st->db));
+
+    return -1;
+}
+
+
+static int
+spool_store_migrate_step(spool_store_t *st, rf_buf_t *chunk, int *more)
+{
+    int                  rc;
+    char                 sql[96];
+    rf_str_t             bucket;
+    sqlite3_stmt        *stmt;
+    const void          *data;
+    spool_chunk_info_t   c;
+
+    *more = 0;
+
+    if (spool_store_exec(st, "BEGIN IMMEDIATE") != 0) {
+        return -1;
+    }
+
+    rc = sqlite3_prepare_v2(st->db, "SELECT sseq, bucket, data FROM records"
+                            " ORDER BY sseq", -1, &stmt, NULL);
+    if (rc != SQLITE_OK) {
+        goto failed;
+    }
+
+    rf_buf_reset(chunk);
+    memset(&c, 0, sizeof(spool_chunk_info_t));
+
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (chunk->len >= SPOOL_MIGRATE_BYTES) {
+            *more = 1;
+            break;
+        }
+
+        c.last = (uint64_t) sqlite3_column_int64(stmt, 0);
+        bucket.data = sqlite3_column_text(stmt, 1);
+        bucket.len = (size_t) sqlite3_column_bytes(stmt, 1);
+        data = sqlite3_column_blob(stmt, 2);
+
+        if (c.first == 0) {
+            c.first = c.last;
+        }
+
+        if ((bucket.data == NULL && bucket.len != 0)
+            || spool_chunk_add(chunk, c.last, &bucket, data,
+                               (size_t) sqlite3_column_bytes(stmt, 2))
+               != 0)
+        {
+            (void) sqlite3_finalize(stmt);
+            goto failed;
+        }
+
+        c.n++;
+        c.bytes += (uint64_t) sqlite3_column_bytes(stmt, 2);
+    }
+
+    if ((rc != SQLITE_ROW && rc != SQLITE_DONE)
+        || sqlite3_finalize(stmt) != SQLITE_OK)
+    {
+        goto failed;
+    }
+
+    if (c.n > 0) {
+        snprintf(sql, sizeof(sql), "DELETE FROM records WHERE sseq <= %"
+                 PRIu64, c.last);
+
+        if (spool_store_insert(st, &c, chunk->data, chunk->len) != 0
+            || spool_store_exec(st, sql) != 0)
+        {
+            goto failed;
+        }
+    }
+
+    if (spool_store_exec(st, "COMMIT") != 0) {
+        goto failed;
+    }
+
+    return spool_store_checkpoint(st, SPOOL_CKPT_RESTART);
+
+failed:
+
+    (void) spool_store_exec(st, "ROLLBACK");
+
+    return -1;
 }
 
 

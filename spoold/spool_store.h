@@ -1,12 +1,13 @@
 /*
  * Copyright (C) ReplayForge contributors
  *
- * rf-spoold's SQLite file, and all of its SQL: the records table (the
- * stamped record bytes keyed by source sequence, so a reader takes them
- * in order and a forwarder deletes a prefix once acknowledged), the meta
- * table, and the few operations the buffer (spool_buffer.c), the
- * forwarder's reader (spool_forward.c) and the --dump/--stats readers are
- * made of.  No policy here.
+ * rf-spoold's SQLite file, and all of its SQL: the chunks table (runs
+ * of stamped records, spool_chunk.h, keyed by the source sequence of
+ * their first record, so a reader takes them in order and the buffer
+ * deletes the oldest once acknowledged or dropped), the meta table, and
+ * the few operations the buffer (spool_buffer.c), the forwarder's reader
+ * (spool_forward.c) and the --dump/--stats readers are made of.  No
+ * policy here.
  */
 
 #ifndef _SPOOL_STORE_H_INCLUDED_
@@ -32,6 +33,15 @@
 typedef struct spool_store_s  spool_store_t;
 
 
+/* A row of the chunks table, without its data. */
+typedef struct {
+    uint64_t                    first;      /* sseq of the first record */
+    uint64_t                    last;       /* and of the last */
+    uint64_t                    n;          /* records */
+    uint64_t                    bytes;      /* of the records themselves */
+} spool_chunk_info_t;
+
+
 /*
  * What the Lua scripts did (spool_script.c), counted like the other
  * counters: as increments committed with the batches.
@@ -50,8 +60,9 @@ typedef struct {
 
 
 /*
- * The meta table, as one struct.  records and bytes describe what the
- * records table holds now; the other counters only grow.
+ * The meta table, as one struct.  records and bytes describe the records
+ * the chunks hold above released (the oldest chunk may still hold some
+ * the relay acknowledged); the other counters only grow.
  */
 typedef struct {
     uint64_t                    records;
@@ -67,6 +78,7 @@ typedef struct {
     uint64_t                    rejected;       /* refused with a 400 */
     uint64_t                    rejected_bytes;
     uint64_t                    next_sseq;
+    uint64_t                    released;       /* acked or rejected up to */
     uint64_t                    ring_generation;
     uint64_t                    ring_pos;       /* ring read up to here */
     uint64_t                    ring_batch;     /* records of the last batch */
@@ -107,6 +119,8 @@ uint64_t spool_store_page_size(spool_store_t *st);
 int spool_store_can_vacuum(spool_store_t *st);
 /* Frames in the WAL after the last commit (0 after a checkpoint). */
 uint64_t spool_store_wal_frames(spool_store_t *st);
+/* The damaged chunks the readers below came across (and skipped). */
+uint64_t spool_store_damaged(spool_store_t *st);
 
 /*
  * Everything below returns 0 (or what it says), or -1 with errno: ENOSPC,
@@ -121,16 +135,19 @@ int spool_store_begin(spool_store_t *st);
 int spool_store_commit(spool_store_t *st);
 void spool_store_rollback(spool_store_t *st);
 
-int spool_store_insert(spool_store_t *st, uint64_t sseq,
-    const rf_str_t *bucket, const unsigned char *data, size_t len);
-/* 1 with the smallest sequence in *sseq, 0 when the table is empty. */
-int spool_store_oldest(spool_store_t *st, uint64_t *sseq);
-/* Delete every record below sseq; add what went to *n and *bytes. */
-int spool_store_delete_below(spool_store_t *st, uint64_t sseq, uint64_t *n,
-    uint64_t *bytes);
-/* Delete the newest record at or above sseq: 1 with *bytes, 0 if none. */
-int spool_store_delete_newest(spool_store_t *st, uint64_t sseq,
-    uint64_t *bytes);
+int spool_store_insert(spool_store_t *st, const spool_chunk_info_t *c,
+    const unsigned char *data, size_t len);
+/* 1 with the oldest chunk (or the newest at or above from), 0 if none. */
+int spool_store_oldest(spool_store_t *st, spool_chunk_info_t *c);
+int spool_store_newest(spool_store_t *st, uint64_t from,
+    spool_chunk_info_t *c);
+int spool_store_delete(spool_store_t *st, uint64_t first);
+/*
+ * Count the records of chunk first with above < sseq <= upto into *n and
+ * *bytes (a damaged rest of the chunk is logged and not counted).
+ */
+int spool_store_count(spool_store_t *st, uint64_t first, uint64_t above,
+    uint64_t upto, uint64_t *n, uint64_t *bytes);
 
 /* Pages of the file, and those not on the free list. */
 int spool_store_pages(spool_store_t *st, uint64_t *pages, uint64_t *used);
@@ -145,15 +162,17 @@ int spool_store_meta_put(spool_store_t *st, const char *key, int64_t value,
 int spool_store_meta_id(spool_store_t *st, const char *id);
 
 /*
- * Every record with sseq > after, in order, in short read transactions of
- * a bounded size, so that a running spool is never held up for long.
+ * Every record with sseq > after (and above released), in order, in
+ * short read transactions of a bounded size, so that a running spool is
+ * never held up for long.  A damaged chunk is logged and skipped.
  */
 int spool_store_each(spool_store_t *st, uint64_t after,
     spool_store_each_pt handler, void *arg);
 
 /*
- * Reader: at most limit records with sseq > after, in order, in one short
- * read transaction (the forwarder's batches).  The records taken, or -1.
+ * Reader: at most limit records with sseq > after (and above released),
+ * in order, in one short read transaction (the forwarder's batches).  The
+ * records taken, or -1.
  */
 int spool_store_batch(spool_store_t *st, uint64_t after, uint64_t limit,
     spool_store_batch_pt handler, void *arg);

@@ -43,6 +43,7 @@
 #define SPOOLD_PUBLISH_MS       250         /* stats for the heartbeat */
 #define SPOOLD_HEAP_PAD         (1024 * 1024)
 #define SPOOLD_HEAP_TRIM        (8 * 1024 * 1024)
+#define SPOOLD_HEAP_MMAP        (4 * 1024 * 1024)
 
 
 static void spoold_usage(FILE *out);
@@ -254,11 +255,16 @@ main(int argc, char **argv)
     /*
      * SQLite allocates and frees page-sized blocks all the time; with
      * glibc's default trim threshold every batch moved the heap's top up
-     * and down with brk(), thousands of calls a second.
+     * and down with brk(), thousands of calls a second.  Setting it also
+     * fixes the mmap threshold at 128k, and SQLite builds every chunk
+     * row (up to a megabyte) in a block of its own: each one was a fresh
+     * mmap() faulted in page by page, then unmapped.  Blocks up to
+     * SPOOLD_HEAP_MMAP now come from the heap and are reused.
      */
 
     (void) mallopt(M_TOP_PAD, SPOOLD_HEAP_PAD);
     (void) mallopt(M_TRIM_THRESHOLD, SPOOLD_HEAP_TRIM);
+    (void) mallopt(M_MMAP_THRESHOLD, SPOOLD_HEAP_MMAP);
 
     /*
      * Open the buffer once in the foreground so that a bad path or a
