@@ -116,6 +116,7 @@ static int spool_buffer_make_room(spool_buffer_t *b, uint64_t need);
 static int spool_buffer_unstore_newest(spool_buffer_t *b);
 static int spool_buffer_write_meta(spool_buffer_t *b,
     const spool_commit_t *c);
+static void spool_buffer_no_batch(spool_buffer_t *b, spool_commit_t *c);
 static void spool_buffer_apply(spool_buffer_t *b, const spool_commit_t *c);
 static void spool_buffer_learn(spool_buffer_t *b, uint64_t used);
 static void spool_buffer_look(spool_buffer_t *b);
@@ -638,12 +639,7 @@ spool_buffer_release(spool_buffer_t *b, uint64_t upto, int rejected)
             work += c.bytes;
         }
 
-        cm.next_sseq = b->meta.next_sseq;
-        cm.ring_generation = b->meta.ring_generation;
-        cm.ring_pos = b->meta.ring_pos;
-        cm.ring_batch = b->meta.ring_batch;
-        cm.invalid = 0;
-        memset(&cm.script, 0, sizeof(spool_script_counts_t));
+        spool_buffer_no_batch(b, &cm);
 
         if (spool_buffer_write_meta(b, &cm) != 0
             || spool_store_commit(b->store) != 0)
@@ -694,12 +690,7 @@ spool_buffer_idle(spool_buffer_t *b)
      * empty batches: begin() drops and gives pages back, commit() counts.
      */
 
-    c.next_sseq = b->meta.next_sseq;
-    c.ring_generation = b->meta.ring_generation;
-    c.ring_pos = b->meta.ring_pos;
-    c.ring_batch = b->meta.ring_batch;
-    c.invalid = 0;
-    memset(&c.script, 0, sizeof(spool_script_counts_t));
+    spool_buffer_no_batch(b, &c);
 
     for (i = 0; i < SPOOL_SHRINK_STEPS; i++) {
         if (!spool_store_can_vacuum(b->store)
@@ -980,6 +971,20 @@ spool_buffer_write_meta(spool_buffer_t *b, const spool_commit_t *c)
     }
 
     return 0;
+}
+
+
+/* the commit of a transaction that stores no batch: positions unmoved */
+
+static void
+spool_buffer_no_batch(spool_buffer_t *b, spool_commit_t *c)
+{
+    c->next_sseq = b->meta.next_sseq;
+    c->ring_generation = b->meta.ring_generation;
+    c->ring_pos = b->meta.ring_pos;
+    c->ring_batch = b->meta.ring_batch;
+    c->invalid = 0;
+    memset(&c->script, 0, sizeof(spool_script_counts_t));
 }
 
 
