@@ -154,6 +154,7 @@ bench: all $(BUILD)/bench/ringfill $(BUILD)/bench/relayload
 	./bench/relay
 	./bench/replay
 	./bench/lua
+	./bench/buffer
 
 clean:
 	rm -rf build build-asan
