@@ -221,7 +221,8 @@ spool_ring_drain(spool_ring_t *sr, spool_buffer_t *b, const rf_str_t *id,
 
         if (!flush && sr->last_rc != RF_RING_OK
             && (now - sr->first_ms < SPOOL_RING_LINGER_MS
-                || (sr->bytes < spool_buffer_page_size(b)
+                || (sr->bytes < SPOOL_RING_LINGER_PAGES
+                                * spool_buffer_page_size(b)
                     && now - sr->first_ms < SPOOL_RING_LINGER_MAX_MS)))
         {
             return 0;

@@ -27,13 +27,15 @@
 
 /*
  * A batch the ring cannot fill waits at least SPOOL_RING_LINGER_MS before
- * it is committed, and while it holds less than a page of the buffer, up
- * to SPOOL_RING_LINGER_MAX_MS: every commit writes a few whole pages
- * besides the records (64k each for a cap of 512m or more), so a trickle
- * committed record by record would write many times its own size.
+ * it is committed, and while it holds less than SPOOL_RING_LINGER_PAGES
+ * pages of the buffer, up to SPOOL_RING_LINGER_MAX_MS: every commit
+ * writes four or five whole pages besides the records (the header, the
+ * meta, the pointer map, the free list: 64k each from a cap of 256m), so
+ * a trickle committed record by record would write many times its size.
  */
 #define SPOOL_RING_LINGER_MS    20
 #define SPOOL_RING_LINGER_MAX_MS 250
+#define SPOOL_RING_LINGER_PAGES 4
 
 
 typedef struct {
