@@ -158,6 +158,13 @@ spool_ring_detach(spool_ring_t *sr)
 
 
 void
+spool_ring_set_linger(spool_ring_t *sr, uint64_t linger_ms)
+{
+    sr->linger_ms = linger_ms;
+}
+
+
+void
 spool_ring_set_stall(spool_ring_t *sr, uint64_t stall_ms)
 {
     sr->rd.stall_timeout_ns = stall_ms * 1000000;
@@ -220,10 +227,10 @@ spool_ring_drain(spool_ring_t *sr, spool_buffer_t *b, const rf_str_t *id,
         }
 
         if (!flush && sr->last_rc != RF_RING_OK
+            && now - sr->first_ms < sr->linger_ms
             && (now - sr->first_ms < SPOOL_RING_LINGER_MS
-                || (sr->bytes < SPOOL_RING_LINGER_PAGES
-                                * spool_buffer_page_size(b)
-                    && now - sr->first_ms < SPOOL_RING_LINGER_MAX_MS)))
+                || sr->bytes < SPOOL_RING_LINGER_PAGES
+                               * spool_buffer_page_size(b)))
         {
             return 0;
         }

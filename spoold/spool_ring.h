@@ -26,15 +26,15 @@
 #define SPOOL_RING_RESET        2   /* same file, new generation */
 
 /*
- * A batch the ring cannot fill waits at least SPOOL_RING_LINGER_MS before
- * it is committed, and while it holds less than SPOOL_RING_LINGER_PAGES
- * pages of the buffer, up to SPOOL_RING_LINGER_MAX_MS: every commit
- * writes four or five whole pages besides the records (the header, the
- * meta, the pointer map, the free list: 64k each from a cap of 256m), so
- * a trickle committed record by record would write many times its size.
+ * A batch the ring cannot fill waits SPOOL_RING_LINGER_MS (or the linger,
+ * when shorter) before it is committed, and while it holds less than
+ * SPOOL_RING_LINGER_PAGES pages of the buffer, up to the linger
+ * (batch_linger, 250ms by default): every commit writes four or five
+ * whole pages besides the records (the header, the meta, the pointer
+ * map, the free list: 64k each from a cap of 256m), so a trickle
+ * committed record by record would write many times its size.
  */
 #define SPOOL_RING_LINGER_MS    20
-#define SPOOL_RING_LINGER_MAX_MS 250
 #define SPOOL_RING_LINGER_PAGES 4
 
 
@@ -49,6 +49,7 @@ typedef struct {
     unsigned                    failed:1;   /* storing it failed */
     unsigned                    scripted:1; /* the batch went to scripts */
     int                         last_rc;    /* of rf_ring_next() */
+    uint64_t                    linger_ms;  /* batch_linger */
 
     /* the batch: views into the ring, valid until it is released */
     rf_rec_t                   *recs;
@@ -65,6 +66,7 @@ typedef struct {
 
 
 void spool_ring_init(spool_ring_t *sr);
+void spool_ring_set_linger(spool_ring_t *sr, uint64_t linger_ms);
 void spool_ring_free(spool_ring_t *sr);
 
 /*

@@ -72,7 +72,8 @@ static const char *const  spoold_flag_names[] = {
     "stall_timeout", "log_level", "relay", "token", "token_file", "bucket",
     "rate", "rate_bytes", "forward_batch", "forward_batch_bytes",
     "forward_linger", "retry_max", "heartbeat", "script", "script_budget",
-    "script_memory", "script_tick", "dead_letter", "dead_letter_max"
+    "script_memory", "script_tick", "dead_letter", "dead_letter_max",
+    "batch_linger"
 };
 
 static const struct option  spoold_options[] = {
@@ -104,6 +105,7 @@ static const struct option  spoold_options[] = {
     { "script-tick", required_argument, NULL, SPOOLD_OPT_CONF + 22 },
     { "dead-letter", required_argument, NULL, SPOOLD_OPT_CONF + 23 },
     { "dead-letter-max", required_argument, NULL, SPOOLD_OPT_CONF + 24 },
+    { "batch-linger", required_argument, NULL, SPOOLD_OPT_CONF + 25 },
     { NULL, 0, NULL, 0 }
 };
 
@@ -288,6 +290,7 @@ main(int argc, char **argv)
 
     spoold_signals();
     spool_ring_init(&sd.ring);
+    spool_ring_set_linger(&sd.ring, sd.conf.batch_linger);
 
     /* after the fork: threads do not cross it */
 
@@ -327,8 +330,8 @@ spoold_usage(FILE *out)
         "[--buffer PATH]\n"
         "         [--id NAME] [--max-buffer SIZE] "
         "[--overflow drop_oldest|drop_newest]\n"
-        "         [--batch N] [--stall-timeout TIME] "
-        "[--log-level warn|info|debug]\n"
+        "         [--batch N] [--batch-linger TIME] [--stall-timeout TIME]\n"
+        "         [--log-level warn|info|debug]\n"
         "         [--relay URL --token TOKEN|--token-file PATH] "
         "[--bucket NAME:TOKEN]\n"
         "         [--rate N/s] [--rate-bytes SIZE/s] [--forward-batch N]\n"

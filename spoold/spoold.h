@@ -34,6 +34,7 @@ typedef struct {
     uint64_t                    max_buffer;
     int                         overflow;       /* SPOOL_DROP_* */
     int64_t                     batch;
+    uint64_t                    batch_linger;   /* ms */
     uint64_t                    stall_timeout;  /* ms */
     int                         log_level;      /* RF_LOG_* */
 

@@ -66,6 +66,9 @@ static const rf_conf_cmd_t  spoold_cmds[] = {
     { "batch", RF_CONF_INT, offsetof(spoold_conf_t, batch), 1, 65536,
       "4096", NULL, NULL, 0 },
 
+    { "batch_linger", RF_CONF_MSEC, offsetof(spoold_conf_t, batch_linger),
+      0, 60000, "250ms", NULL, NULL, 0 },
+
     { "stall_timeout", RF_CONF_MSEC, offsetof(spoold_conf_t, stall_timeout),
       1, 0, "1s", NULL, NULL, 0 },
 

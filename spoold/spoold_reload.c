@@ -99,6 +99,10 @@ spoold_reload(spoold_t *sd)
     snprintf(b, sizeof(b), "%" PRId64, nc.batch);
     spoold_log_change("batch", a, b);
 
+    snprintf(a, sizeof(a), "%" PRIu64 "ms", oc->batch_linger);
+    snprintf(b, sizeof(b), "%" PRIu64 "ms", nc.batch_linger);
+    spoold_log_change("batch_linger", a, b);
+
     snprintf(a, sizeof(a), "%" PRIu64 "ms", oc->stall_timeout);
     snprintf(b, sizeof(b), "%" PRIu64 "ms", nc.stall_timeout);
     spoold_log_change("stall_timeout", a, b);
@@ -124,6 +128,7 @@ spoold_reload(spoold_t *sd)
 
     log_setverbose(oc->log_level);
     spool_ring_set_stall(&sd->ring, oc->stall_timeout);
+    spool_ring_set_linger(&sd->ring, oc->batch_linger);
 
     /* a new ring path is picked up now, not after a second */
     spoold_check_ring(sd);

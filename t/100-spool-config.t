@@ -29,6 +29,7 @@ buffer $dir/spool.db;
 max_buffer 64m;
 overflow drop_newest;
 batch 1000;
+batch_linger 100ms;
 stall_timeout 500ms;
 log_level debug;
 EOF
@@ -72,6 +73,8 @@ my @bad = (
       'unset environment variable' ],
     [ "id web;\nring /r;\nbuffer /b;\nbatch 0;\n",
       qr/bad11\.conf:4: .*"batch"/, 'batch out of range' ],
+    [ "id web;\nring /r;\nbuffer /b;\nbatch_linger 2m;\n",
+      qr/bad12\.conf:4: .*"batch_linger"/, 'batch_linger out of range' ],
 );
 
 my $i = 0;
@@ -97,6 +100,11 @@ is($code, 0, 'flags alone pass -t');
                        '--id', 'x', '--max-buffer', 'huge');
 is($code, 1, 'bad flag value refused');
 like($out, qr/--max-buffer/, 'the flag is named');
+
+($code, $out) = spoold('-t', '--ring', "$dir/ring", '--buffer', "$dir/b.db",
+                       '--id', 'x', '--batch-linger', 'soon');
+is($code, 1, 'bad --batch-linger refused');
+like($out, qr/--batch-linger/, '--batch-linger named');
 
 ($code, $out) = spoold('-t', '--ring', "$dir/ring", '--id', 'x');
 is($code, 1, 'missing --buffer refused');

@@ -151,6 +151,24 @@ is_deeply(\@uris, [map { my $b = $_; map { "/d$b/$_" } 1 .. 10 } 1, 3],
           'damaged: the other chunks are read');
 
 
+# ------------------------------------------------------------ batch_linger
+
+# a long linger holds a lone record back; a stop commits it all the same
+my $lbuf = "$dir/l.db";
+$spool = start_spool(ring => $ring, buffer => $lbuf, id => 'linger',
+                     args => ['--batch-linger', '60s']);
+wait_until(sub { -e $lbuf }, 10, 'linger: buffer created');
+is(push_requests('l', 1), 1, 'linger: one request');
+my $held = 1;
+for (1 .. 20) {         # 1s, far past the 20ms a batch waits at least
+    $held = 0 if spool_stats($lbuf)->{stored_total} != 0;
+    select undef, undef, undef, 0.05;
+}
+ok($held, 'linger: the small batch waits for more');
+is($spool->stop, 0, 'linger: the spool stops cleanly');
+is(spool_stats($lbuf)->{stored_total}, 1, 'linger: and the stop commits it');
+
+
 # ------------------------------------- acknowledged in part, then restarted
 
 my $token = 'chunk-t0ken';
