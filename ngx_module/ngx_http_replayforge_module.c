@@ -780,7 +780,7 @@ ngx_http_replayforge_ring(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_replayforge_main_conf_t *rmcf = conf;
 
     char                 err[256];
-    ssize_t              size;
+    off_t                size;
     struct statfs        sfs;
     ngx_str_t           *value, s;
     ngx_uint_t           i;
@@ -806,7 +806,9 @@ ngx_http_replayforge_ring(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             s.data = value[i].data + 5;
             s.len = value[i].len - 5;
 
-            size = ngx_parse_size(&s);
+            /* k, m and g: ngx_parse_size() stops at m */
+
+            size = ngx_parse_offset(&s);
 
             if (size == NGX_ERROR
                 || rf_ring_size_normalize((uint64_t) size) == 0)
