@@ -146,11 +146,11 @@ spool_buffer_open(spool_buffer_t **bp, const char *path, uint64_t max_buffer,
 
     /*
      * SQLite writes and checkpoints a page per system call, so a big cap
-     * gets bigger pages: max_buffer / 8192, 4k to 64k (the largest SQLite
-     * has; 64k from a cap of 512m).  A small commit writes a few whole
-     * pages whatever it holds; rf-spoold commits at most every
-     * drain_linger when records trickle in.  Only a new file takes the
-     * page size.
+     * gets bigger pages: max_buffer / 4096 rounded down to a power of
+     * two, 4k to 64k (the largest SQLite has; 64k from a cap of 256m).
+     * A small commit writes a few whole pages whatever it holds, so a
+     * small batch waits for more (batch_linger, spool_ring.h).  Only a
+     * new file takes the page size.
      */
 
     for (page_size = SPOOL_PAGE_MIN;

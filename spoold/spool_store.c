@@ -432,14 +432,16 @@ spool_store_open_reader(spool_store_t *st, char *err, size_t errlen)
         return -1;
     }
 
-    if (spool_store_prepare_all(st, SPOOL_ST_READER) != 0) {
-        if (spool_store_schema_of(st) == 1) {
-            snprintf(err, errlen, "buffer \"%s\" was written by an older "
-                     "rf-spoold (schema 1): start rf-spoold on it once to "
-                     "convert it", st->path);
-            return -1;
-        }
+    /* also a conversion that a crash cut short: its chunks are not all */
 
+    if (spool_store_schema_of(st) == 1) {
+        snprintf(err, errlen, "buffer \"%s\" was written by an older "
+                 "rf-spoold (schema 1): start rf-spoold on it once to "
+                 "convert it", st->path);
+        return -1;
+    }
+
+    if (spool_store_prepare_all(st, SPOOL_ST_READER) != 0) {
         snprintf(err, errlen, "\"%s\" is not an rf-spoold buffer: %s",
                  st->path, sqlite3_errmsg(st->db));
         return -1;

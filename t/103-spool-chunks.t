@@ -102,6 +102,14 @@ is($code, 1, '--dump refuses schema 1');
 like($err, qr/written by an older rf-spoold \(schema 1\): start rf-spoold on it once/,
      '... and says what to do');
 
+# as a conversion a crash cut short leaves it: chunks, and schema 1
+sql_value($buf, 'CREATE TABLE chunks (first INTEGER PRIMARY KEY, last INTEGER'
+          . ' NOT NULL, n INTEGER NOT NULL, bytes INTEGER NOT NULL, data BLOB'
+          . ' NOT NULL)');
+($code, $out, $err) = run_cmd([spoold_path(), '--dump', '--buffer', $buf]);
+is($code, 1, '--dump refuses a conversion cut short');
+like($err, qr/\(schema 1\): start rf-spoold on it once/, '... the same way');
+
 $spool = start_spool(ring => $ring, buffer => $buf, id => 'web',
                      args => ['--log-level', 'info']);
 wait_until(sub { $spool->log_text =~ /converted in \d+ steps/ }, 10,
