@@ -88,9 +88,10 @@ int spool_ring_changed(spool_ring_t *sr, const char *path);
  * and through the scripts of ss when it has transforms (their outputs
  * are stored instead); store it, with what else ss has queued, in one
  * transaction and release it when it is full, or when the ring ran dry
- * and the batch is old enough (see above), or when flush is set.  Returns the records stored, 0 when none were (the ring
- * was empty, or the batch waits for more; last_rc tells RF_RING_EMPTY
- * from RF_RING_WAIT), -1 when the store failed: the batch is kept, still
+ * and the batch is old enough (see above), or when flush is set.
+ * Returns the records stored, 0 when none were (the ring was empty, or
+ * the batch waits for more; last_rc tells RF_RING_EMPTY from
+ * RF_RING_WAIT), -1 when the store failed: the batch is kept, still
  * unreleased, and the next call retries it.
  */
 int64_t spool_ring_drain(spool_ring_t *sr, spool_buffer_t *b,
